@@ -1,0 +1,165 @@
+"""The spool file format (version 1) and its atomic writer / strict reader.
+
+One JSON document per node per run, documented in docs/spool-format.md. VE rows are
+columnar (``columns`` + ``rows``) so the monitor turns many files into one DataFrame cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+import time as _time
+from collections.abc import Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from lblog.errors import ParseError, SpoolError
+from lblog.sample import NodeTotals, Sample, VeRow
+
+FORMAT = "lbvm-spool"
+VERSION = 1
+VE_COLUMNS = (
+    "ve",
+    "cpu_raw",
+    "uptime",
+    "mem_bytes",
+    "mem_limit_bytes",
+    "swap_bytes",
+    "disk_bytes",
+    "disk_limit_bytes",
+    "failcnt",
+)
+NODE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+SUFFIX = ".json"
+
+
+def check_node_name(name: str) -> str:
+    """Return ``name`` if it is a safe host name for a spool directory, else raise."""
+    if not NODE_NAME.match(name) or ".." in name:
+        raise SpoolError(f"invalid node name {name!r}: letters, digits, '.', '_' and '-' only")
+    return name
+
+
+def file_name(sample: Sample) -> str:
+    stamp = _time.strftime("%Y%m%dT%H%M%S", _time.gmtime(sample.time))
+    micro = int(round((sample.time % 1) * 1_000_000))
+    return f"{sample.node}-{stamp}.{micro:06d}Z{SUFFIX}"
+
+
+def encode(sample: Sample) -> bytes:
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "node": sample.node,
+        "time": sample.time,
+        "source": sample.source,
+        "cpu_hz": sample.cpu_hz,
+        "jiffies_hz": sample.jiffies_hz,
+        "totals": asdict(sample.totals),
+        "columns": list(VE_COLUMNS),
+        "rows": [[getattr(ve, c) for c in VE_COLUMNS] for ve in sample.ves],
+        "beancounters": {
+            ve.ve: {k: list(v) for k, v in ve.beancounters.items()}
+            for ve in sample.ves
+            if ve.beancounters
+        },
+    }
+    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def node_dir(spool: Path, node: str) -> Path:
+    return Path(spool) / "incoming" / check_node_name(node)
+
+
+def write(spool: Path, sample: Sample) -> Path:
+    """Write ``sample`` under ``spool/incoming/<node>/`` atomically; return the final path.
+
+    Temp name in the same directory, fsync, rename, fsync of the directory: a reader sees
+    the whole file or none of it. Temp names start with '.', which readers skip.
+    """
+    directory = node_dir(spool, sample.node)
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / file_name(sample)
+    data = encode(sample)
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.rename(tmp, final)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return final
+
+
+def decode(data: bytes, path: str | Path) -> dict[str, Any]:
+    """Parse and check one spool document; raise ParseError naming the file and key."""
+    path = str(path)
+    try:
+        doc = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        line = getattr(exc, "lineno", None)
+        raise ParseError(path, line, f"not a complete spool file ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ParseError(path, 1, f"not an {FORMAT} document")
+    if doc.get("version") != VERSION:
+        raise ParseError(path, 1, f"unsupported spool version {doc.get('version')!r}")
+    for key, kind in (
+        ("node", str),
+        ("time", (int, float)),
+        ("cpu_hz", int),
+        ("jiffies_hz", int),
+        ("totals", dict),
+        ("columns", list),
+        ("rows", list),
+    ):
+        if not isinstance(doc.get(key), kind):
+            raise ParseError(path, 1, f"key {key!r} missing or of the wrong type")
+    columns = doc["columns"]
+    if "ve" not in columns:
+        raise ParseError(path, 1, "key 'columns' lacks 've'")
+    width = len(columns)
+    for i, row in enumerate(doc["rows"]):
+        if not isinstance(row, list) or len(row) != width:
+            raise ParseError(path, 1, f"rows[{i}] does not have {width} values")
+    check_node_name(doc["node"])
+    return doc
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    with open(path, "rb") as fh:
+        return decode(fh.read(), path)
+
+
+def to_sample(doc: Mapping[str, Any]) -> Sample:
+    """Rebuild a Sample from a decoded document (used by tests and replay)."""
+    cols = doc["columns"]
+    bcs = doc.get("beancounters", {})
+    ves = []
+    for row in doc["rows"]:
+        fields = dict(zip(cols, row, strict=True))
+        known = {k: fields.get(k) for k in VE_COLUMNS}
+        bc = {k: tuple(v) for k, v in bcs.get(str(known["ve"]), {}).items()}
+        ves.append(VeRow(beancounters=bc, **known))  # type: ignore[arg-type]
+    return Sample(
+        node=doc["node"],
+        time=float(doc["time"]),
+        source=doc.get("source", "openvz"),
+        cpu_hz=doc["cpu_hz"],
+        jiffies_hz=doc["jiffies_hz"],
+        totals=NodeTotals(**doc["totals"]),
+        ves=tuple(ves),
+    )

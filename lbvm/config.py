@@ -1,0 +1,174 @@
+"""LBVM's configuration: every setting and its default declared once, validated on load.
+
+The file is TOML (``lbvm.toml``); relative paths in it are relative to the file's folder.
+See share/lbvm.toml.example for every key with its default.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from lbvm.errors import ConfigError
+
+RESOURCES = ("cpu", "mem")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str | int | float, key: str = "duration") -> float:
+    """'90s', '5m', '24h', '14d' or a number of seconds -> seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return float(text)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise ConfigError(f"{key}: {text!r} is not a duration such as 90s, 5m, 24h or 14d")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+@dataclass(frozen=True)
+class PairConfig:
+    name: str
+    nodes: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Optional per-node overrides of the capacity the node reports itself."""
+
+    name: str
+    cpus: float | None = None
+    mem_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class BalanceConfig:
+    algorithm: str = "balance"
+    window: float = 24 * 3600.0
+    statistic: str = "p95"  # p95 | p99 | max | mean
+    max_utilisation: dict[str, float] = field(default_factory=lambda: {"cpu": 0.9, "mem": 0.9})
+    failover_overcommit: dict[str, float] = field(
+        default_factory=lambda: {"cpu": 1.5, "mem": 1.0}
+    )
+    weights: dict[str, float] = field(default_factory=lambda: {"cpu": 1.0, "mem": 1.0})
+    max_moves: int | None = 20
+    max_bytes: int | None = None
+    max_moves_per_node: int | None = None
+    min_gain: float = 1e-4
+    stale_after: float = 900.0
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    backend: str = "simulate"  # simulate | command
+    command: tuple[str, ...] = ("vzmigrate", "--online", "{dst}", "{ve}")
+    timeout: float = 3600.0
+    output_tail: int = 4000
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None = None
+    database: str = "sqlite:///lbvm.db"
+    spool: Path = Path("/var/spool/lbvm")
+    pairs: tuple[PairConfig, ...] = ()
+    nodes: tuple[NodeConfig, ...] = ()
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+
+    def pair_of(self) -> dict[str, str]:
+        """node name -> pair name."""
+        return {n: p.name for p in self.pairs for n in p.nodes}
+
+
+def _section(raw: dict[str, Any], name: str, cls: type, where: str) -> Any:
+    data = raw.get(name, {})
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) in [{name}]: {', '.join(sorted(unknown))}")
+    out = cls()
+    for key, value in data.items():
+        default = getattr(out, key)
+        if isinstance(default, dict):
+            if not isinstance(value, dict) or set(value) - set(RESOURCES):
+                raise ConfigError(f"{where}: [{name}].{key} must map {RESOURCES} to numbers")
+            value = {**default, **{k: float(v) for k, v in value.items()}}
+        elif key in ("window", "timeout", "stale_after"):
+            value = parse_duration(value, f"{where}: [{name}].{key}")
+        elif isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}: [{name}].{key} must be a list of strings")
+            value = tuple(value)
+        out = replace(out, **{key: value})
+    return out
+
+
+def _pairs(raw: dict[str, Any], where: str) -> tuple[PairConfig, ...]:
+    pairs = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw.get("pairs", [])):
+        if not isinstance(item, dict) or not isinstance(item.get("nodes"), list):
+            raise ConfigError(f"{where}: pairs[{i}] needs nodes = [\"a\", \"b\"]")
+        members = item["nodes"]
+        if len(members) != 2 or not all(isinstance(n, str) for n in members):
+            raise ConfigError(f"{where}: pairs[{i}].nodes must name exactly two nodes")
+        for n in members:
+            if n in seen:
+                raise ConfigError(f"{where}: node {n!r} is in more than one pair")
+            seen.add(n)
+        pairs.append(PairConfig(str(item.get("name", f"pair{i + 1}")), (members[0], members[1])))
+    return tuple(pairs)
+
+
+def _nodes(raw: dict[str, Any], where: str) -> tuple[NodeConfig, ...]:
+    out = []
+    for i, item in enumerate(raw.get("nodes", [])):
+        if not isinstance(item, dict) or "name" not in item:
+            raise ConfigError(f"{where}: nodes[{i}] needs a name")
+        unknown = set(item) - {"name", "cpus", "mem_bytes"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) in nodes[{i}]: {sorted(unknown)}")
+        out.append(NodeConfig(item["name"], item.get("cpus"), item.get("mem_bytes")))
+    return tuple(out)
+
+
+def load(path: str | Path | None) -> Config:
+    """Load and validate a config file; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if path.is_dir():
+        path = path / "lbvm.toml"
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    where = str(path)
+    top = {"database", "spool", "pairs", "nodes", "balance", "executor"}
+    unknown = set(raw) - top
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
+    base = path.parent.resolve()
+    database = str(raw.get("database", Config.database))
+    if database.startswith("sqlite:///") and not database.startswith("sqlite:////"):
+        rel = database[len("sqlite:///") :]
+        if rel and rel != ":memory:":
+            database = "sqlite:///" + str(base / rel)
+    spool = base / Path(raw.get("spool", str(Config.spool)))
+    return Config(
+        path=path,
+        database=database,
+        spool=spool,
+        pairs=_pairs(raw, where),
+        nodes=_nodes(raw, where),
+        balance=_section(raw, "balance", BalanceConfig, where),
+        executor=_section(raw, "executor", ExecutorConfig, where),
+    )

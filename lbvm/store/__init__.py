@@ -1,0 +1,1 @@
+"""The SQL store: schema, engine, ingest and queries."""
