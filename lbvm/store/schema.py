@@ -151,3 +151,27 @@ events = Table(
     Column("message", Text, nullable=False),
 )
 Index("ix_events_ts", events.c.ts)
+
+# Only one actor moves VEs at a time: a named lease, renewed while held, expiring if not.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
+# Plans stored at the `recommend` automation level, applied later with `lbm plan --apply ID`.
+plans = Table(
+    "plans",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer),
+    Column("created_at", Float, nullable=False),
+    Column("algorithm", String(64), nullable=False),
+    Column("score_before", Float),
+    Column("score_after", Float),
+    Column("moves", Text, nullable=False),  # JSON list of {ve, src, dst, kind, reason, bytes}
+    Column("state", String(16), nullable=False),  # open | applied | superseded
+)
