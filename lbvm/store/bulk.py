@@ -1,0 +1,61 @@
+"""Bulk writes of a DataFrame in the caller's transaction.
+
+PostgreSQL with psycopg: COPY (CSV written by pandas, no Python loop per row). SQLite: one
+executemany on the driver cursor. Anything else: SQLAlchemy executemany.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+
+def _is_psycopg(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+def _py_columns(frame: pd.DataFrame) -> list[list[object]]:
+    """Each column as a list of Python values with None for missing ones."""
+    out = []
+    for name in frame.columns:
+        col = frame[name]
+        values = col.astype(object).to_numpy(copy=True)
+        values[col.isna().to_numpy()] = None
+        out.append(values.tolist())
+    return out
+
+
+def insert_frame(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> int:
+    """Insert every row of ``frame`` (its columns name the table's columns); return count."""
+    if frame.empty:
+        return 0
+    cols = [str(c) for c in frame.columns]
+    if _is_psycopg(conn):
+        buf = io.StringIO()
+        frame.to_csv(buf, index=False, header=False, na_rep="")
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        raw = conn.connection.driver_connection
+        sql = f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT csv)'
+        with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            copy.write(buf.getvalue())
+        return len(frame)
+    rows = list(zip(*_py_columns(frame), strict=True))
+    if conn.dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in cols)
+        names = ", ".join(f'"{c}"' for c in cols)
+        conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
+    else:
+        conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in rows])
+    return len(frame)
+
+
+def temp_table(conn: Connection, name: str, *columns: sa.Column) -> sa.Table:
+    """A fresh temporary table visible to this connection only; drop it when done."""
+    table = sa.Table(name, sa.MetaData(), *columns, prefixes=["TEMPORARY"])
+    schema = "pg_temp" if conn.dialect.name == "postgresql" else "temp"
+    conn.exec_driver_sql(f'DROP TABLE IF EXISTS {schema}."{name}"')
+    table.create(conn)
+    return table
