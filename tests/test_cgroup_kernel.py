@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lblog import cgroup
+from lblog import cgroup, cgroup_parse
 
 ROOT = Path("/sys/fs/cgroup")
 MiB = 1 << 20
@@ -128,3 +128,40 @@ def test_v1_kernel_cpu_rate_and_memory(v1_ve: tuple[str, list[Path]]) -> None:
     assert b.mem_bytes >= 60 * MiB, f"{b.mem_bytes / MiB:.1f} MiB"
     assert b.mem_limit_bytes is None  # a fresh cgroup is unlimited
     assert b.failcnt == 0
+
+
+KERNEL_FILES = {
+    "cpu.stat": "flat_keyed",
+    "memory.stat": "flat_keyed",
+    "memory.events": "flat_keyed",
+    "memory.current": "single_int",
+    "memory.max": "int_or_max",
+    "cpu.max": "cpu_max",
+    "io.stat": "io_stat",
+    "cpu.pressure": "pressure",
+    "memory.pressure": "pressure",
+    "io.pressure": "pressure",
+    "cpuacct.usage": "single_int",
+    "memory.usage_in_bytes": "single_int",
+    "memory.limit_in_bytes": "single_int",
+    "memory.failcnt": "single_int",
+    "blkio.throttle.io_service_bytes": "blkio_bytes",
+    "blkio.throttle.io_service_bytes_recursive": "blkio_bytes",
+}
+
+
+def test_running_kernel_files_parse() -> None:
+    """Every interface file this host's kernel shows at a cgroup root parses (reads only)."""
+    dirs = [ROOT, ROOT / "unified", *(ROOT / n for n in (*cgroup.CPUACCT_DIRS, "memory", "blkio"))]
+    parsed = 0
+    for directory in dirs:
+        for name, parser in KERNEL_FILES.items():
+            path = directory / name
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            getattr(cgroup_parse, parser)(cgroup_parse.decode(data, str(path)), str(path))
+            parsed += 1
+    if parsed == 0:
+        pytest.skip(f"no cgroup interface files readable under {ROOT}")
