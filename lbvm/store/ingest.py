@@ -204,10 +204,11 @@ def _ingest_batch(
                 bulk.insert_frame(conn, spool_files, ledger_rows)
                 record_events(conn, quarantine_events)
     except (exc.SQLAlchemyError, dbapi_error) as error:
-        message = str(getattr(error, "orig", None) or error).strip().splitlines()
+        lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+        why = lines[0] if lines else type(error).__name__
         raise StoreError(
             f"ingest of {len(chunk)} files from {chunk[0].path.parent} failed, "
-            f"nothing of that batch was written: {message[0] if message else error!r}"
+            f"nothing of that batch was written: {why}"
         ) from None
     for _, why in bad:
         log.error("quarantined %s", why)
@@ -246,13 +247,13 @@ def _drop_known(
     conn: Connection, frame: pd.DataFrame, key: str, table: sa.Table, tmp: sa.Table, tkey: str
 ) -> tuple[pd.DataFrame, int]:
     """Drop rows repeating a (key, ts) earlier in the frame or already stored."""
-    repeated = frame.duplicated([key, "ts"], keep="first").to_numpy()
+    repeated = frame.duplicated([key, "ts"], keep="first").to_numpy(copy=True)
     sql = _STORED.format(key=key, tkey=tkey, table=table.name, tmp=tmp.name)
     stored = pd.DataFrame(conn.exec_driver_sql(sql).all(), columns=[key, "ts"])
     if len(stored):
         index = pd.MultiIndex.from_frame(frame[[key, "ts"]].astype({key: object}))
         known = pd.MultiIndex.from_frame(stored.astype({key: object}))
-        repeated |= index.isin(known)
+        repeated = repeated | index.isin(known)
     return frame.loc[~repeated].reset_index(drop=True), int(repeated.sum())
 
 
