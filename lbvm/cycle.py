@@ -1,0 +1,241 @@
+"""One rebalancing cycle: problem -> plan -> validation -> (execution), always on the record.
+
+This is the single code path behind ``lbm rebalance``, ``lbm migrate``, the demo, the
+monitor and the simulator. Ingesting is the caller's job (it comes first). Each cycle leaves
+a ``runs`` row: 'done', 'failed' (an error or a failed move) or 'refused' (the validator
+said no, and nothing was executed). Executing takes the store's mover lease, so only one
+actor moves VEs at a time.
+
+A cycle is two steps so a CLI can show the plan and ask before acting: ``prepare`` (or
+``prepare_move`` for one operator-chosen move) opens the run, plans and validates;
+``apply_plan`` executes or not and closes the run. ``run_cycle`` does both.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from algorithms import registry
+from algorithms.base import Algorithm, Move, MoveKind, Plan, Problem
+from algorithms.errors import AlgorithmError
+from lbvm import journal, lease
+from lbvm.config import Config
+from lbvm.errors import ExecutorError, LbvmError, NotFound
+from lbvm.executor import Backend, MoveResult, backend_from_config, execute
+from lbvm.model import build_problem
+from lbvm.store.events import record_event
+from lbvm.validate import validate
+
+log = logging.getLogger(__name__)
+
+LEASE_TTL = 60.0  # seconds; renewed every third of it while moves run
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An open run with its plan; ``reasons`` non-empty means the plan must be refused."""
+
+    run_id: int
+    problem: Problem
+    plan: Plan
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What a cycle decided and did."""
+
+    run_id: int
+    problem: Problem
+    plan: Plan
+    reasons: tuple[str, ...]  # the validator's; non-empty: refused, nothing executed
+    results: tuple[MoveResult, ...]  # one per move when executed, else empty
+    status: str  # done | failed | refused
+
+    @property
+    def valid(self) -> bool:
+        return not self.reasons
+
+
+def _event(engine: Engine, level: str, subject: str | None, message: str) -> None:
+    with engine.begin() as conn:
+        record_event(conn, level, "run", subject, message)
+
+
+def _fail(engine: Engine, run_id: int, exc: BaseException, plan: Plan | None = None) -> None:
+    """Close the run as failed and say why; the caller re-raises."""
+    message = str(exc) or type(exc).__name__
+    before = plan.score_before if plan else None
+    after = plan.score_after if plan else None
+    journal.finish_run(engine, run_id, "failed", before, after, message)
+    _event(engine, "error", f"run {run_id}", f"run {run_id} failed: {message}")
+
+
+def prepare(
+    engine: Engine,
+    config: Config,
+    *,
+    algorithm: str | Algorithm | None = None,
+    kind: str = "plan",
+    now: float | None = None,
+) -> Prepared:
+    """Open a run, build the problem, plan with ``algorithm`` (default: the configured one)
+    and validate. Errors (StaleData, UnknownAlgorithm, ...) close the run 'failed' first."""
+    chosen = config.balance.algorithm if algorithm is None else algorithm
+    label = chosen if isinstance(chosen, str) else type(chosen).name
+    run_id = journal.start_run(engine, kind, label)
+    try:
+        algo = registry.load(chosen) if isinstance(chosen, str) else chosen
+        problem = build_problem(engine, config, now=now)
+        plan = algo.plan(problem)
+        reasons = tuple(validate(problem, plan))
+    except (LbvmError, AlgorithmError) as exc:
+        _fail(engine, run_id, exc)
+        raise
+    return Prepared(run_id, problem, plan, reasons)
+
+
+def prepare_move(
+    engine: Engine, config: Config, ve: str, node: str, *, now: float | None = None
+) -> Prepared:
+    """Open a 'migrate' run for moving ``ve`` to ``node``, validated like any plan."""
+    run_id = journal.start_run(engine, "migrate", "manual")
+    try:
+        problem = build_problem(engine, config, now=now)
+        plan, reasons = one_move_plan(problem, ve, node)
+        reasons += tuple(validate(problem, plan))
+    except LbvmError as exc:
+        _fail(engine, run_id, exc)
+        raise
+    return Prepared(run_id, problem, plan, reasons)
+
+
+def one_move_plan(problem: Problem, ve: str, node: str) -> tuple[Plan, tuple[str, ...]]:
+    """The plan moving ``ve`` to ``node``, and reasons to refuse it the validator cannot see."""
+    try:
+        v = problem.ves.index(ve)
+    except ValueError:
+        raise NotFound(f"VE {ve!r} has no recent samples in the store") from None
+    try:
+        n = problem.nodes.index(node)
+    except ValueError:
+        raise NotFound(f"node {node!r} is not a node of a configured pair") from None
+    s = int(problem.placement[v])
+    same_pair = bool(problem.pair[s] >= 0 and problem.pair[s] == problem.pair[n])
+    kind: MoveKind = "switchover" if same_pair else "migrate"
+    after = problem.placement.copy()
+    after[v] = n
+    cost = int(problem.move_cost[v, 0 if same_pair else 1])
+    move = Move(ve, problem.nodes[s], node, kind, "requested by the operator", cost)
+    plan = Plan("manual", (move,), problem.score(), problem.score(after))
+    return plan, ((f"VE {ve} is already on {node}",) if s == n else ())
+
+
+def apply_plan(
+    engine: Engine,
+    config: Config,
+    prepared: Prepared,
+    *,
+    execute: bool,
+    backend: Backend | None = None,
+) -> CycleResult:
+    """Close the run: refuse an invalid plan, else execute it (when asked) under the lease."""
+    run_id, problem, plan, reasons = (
+        prepared.run_id, prepared.problem, prepared.plan, prepared.reasons
+    )
+    if reasons:
+        message = f"plan refused: {'; '.join(reasons)}"
+        journal.finish_run(engine, run_id, "refused", plan.score_before, plan.score_after, message)
+        _event(engine, "warning", f"run {run_id}", message)
+        log.warning("run %s: %s", run_id, message)
+        return CycleResult(run_id, problem, plan, reasons, (), "refused")
+    if not execute or not plan.moves:
+        message = f"{len(plan.moves)} move(s) {'executed' if execute else 'planned, not executed'}"
+        journal.finish_run(engine, run_id, "done", plan.score_before, plan.score_after, message)
+        return CycleResult(run_id, problem, plan, (), (), "done")
+    try:
+        results = _execute_leased(engine, config, plan, backend, run_id)
+    except BaseException as exc:
+        _fail(engine, run_id, exc, plan)
+        raise
+    counts = {s: sum(r.state == s for r in results) for s in ("done", "failed", "skipped")}
+    status = "done" if counts["done"] == len(results) else "failed"
+    message = ", ".join(f"{v} {k}" for k, v in counts.items() if v) + f" of {len(results)} moves"
+    journal.finish_run(engine, run_id, status, plan.score_before, plan.score_after, message)
+    level = "info" if status == "done" else "error"
+    _event(engine, level, f"run {run_id}", f"run {run_id} ({plan.algorithm}): {message}")
+    return CycleResult(run_id, problem, plan, (), tuple(results), status)
+
+
+def run_cycle(
+    engine: Engine,
+    config: Config,
+    *,
+    algorithm: str | Algorithm | None = None,
+    execute: bool,
+    backend: Backend | None = None,
+    now: float | None = None,
+    kind: str | None = None,
+) -> CycleResult:
+    """prepare + apply_plan: plan, validate, and execute when ``execute`` and valid.
+
+    Raises what planning raises (StaleData, UnknownAlgorithm, ...) and ExecutorError when
+    the moves cannot start; the run row is closed 'failed' first. A refused plan is not an
+    error: the result carries the validator's reasons.
+    """
+    kind = kind or ("rebalance" if execute else "plan")
+    prepared = prepare(engine, config, algorithm=algorithm, kind=kind, now=now)
+    return apply_plan(engine, config, prepared, execute=execute, backend=backend)
+
+
+def migrate_one(
+    engine: Engine,
+    config: Config,
+    ve: str,
+    node: str,
+    *,
+    execute: bool,
+    backend: Backend | None = None,
+    now: float | None = None,
+) -> CycleResult:
+    """prepare_move + apply_plan: one operator-chosen move, validated and journalled."""
+    prepared = prepare_move(engine, config, ve, node, now=now)
+    return apply_plan(engine, config, prepared, execute=execute, backend=backend)
+
+
+def _execute_leased(
+    engine: Engine, config: Config, plan: Plan, backend: Backend | None, run_id: int
+) -> list[MoveResult]:
+    me = lease.default_holder()
+    if not lease.acquire(engine, lease.MOVER, me, LEASE_TTL):
+        other = lease.holder(engine, lease.MOVER) or "another actor"
+        raise ExecutorError(f"VEs are being moved by {other}; try again when it is done")
+    try:
+        _forget_running(engine, run_id)
+        chosen = backend if backend is not None else backend_from_config(config, engine)
+        with lease.Keeper(engine, lease.MOVER, me, LEASE_TTL) as keeper:
+            return execute(engine, plan, chosen, run_id=run_id, stop=keeper.lost)
+    finally:
+        lease.release(engine, lease.MOVER, me)
+
+
+def _forget_running(engine: Engine, run_id: int) -> None:
+    """Moves left 'running' by an actor that died: their outcome is unknown.
+
+    We hold the mover lease, so nobody else is running them. Marking them 'unknown' keeps
+    the journal honest; the next ingest shows where those VEs really are.
+    """
+    for row in journal.running_moves(engine):
+        journal.mark_finished(
+            engine, row.id, "unknown", None, f"found running when run {run_id} started"
+        )
+        _event(
+            engine,
+            "warning",
+            row.ve,
+            f"move {row.id} of VE {row.ve} ({row.src} -> {row.dst}) never finished; "
+            "marked unknown",
+        )
