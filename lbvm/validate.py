@@ -1,0 +1,113 @@
+"""The shared plan validator: every plan, from any algorithm, is checked here before use.
+
+Moves are applied in order; after each one the target node must stay under
+``max_utilisation`` (only resources whose load rises are checked, so a node already over may
+still shrink) and the target's pair must still be able to fail over, unless the move is a
+switchover inside one pair (the pair total does not change). Pins, host rules, maintenance,
+the kind of move and the budget are checked too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algorithms.base import Plan, Problem
+from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load
+from lbvm.errors import PlanRejected
+
+__all__ = ["check", "headroom", "validate"]
+
+_TOL = 1e-9
+
+
+def headroom(problem: Problem, placement: np.ndarray | None = None) -> np.ndarray:
+    """Spare capacity [P, R] of each pair's weaker survivor; negative = cannot fail over.
+
+    ``failover_overcommit × min(capacity of the pair's nodes) − pair total load``.
+    """
+    load = problem.load(placement)
+    return pair_limit(problem) - pair_load(problem.pair, load)
+
+
+def check(problem: Problem, plan: Plan) -> None:
+    """Raise PlanRejected with every reason when the plan is not valid."""
+    reasons = validate(problem, plan)
+    if reasons:
+        raise PlanRejected(reasons)
+
+
+def validate(problem: Problem, plan: Plan) -> list[str]:
+    """Every reason the plan is invalid (empty list: valid), naming move, VE, node, resource."""
+    s = problem.settings
+    ves = {v: i for i, v in enumerate(problem.ves)}
+    nodes = {n: i for i, n in enumerate(problem.nodes)}
+    res = problem.resources
+    where = np.array(problem.placement, dtype=np.int64)
+    load = problem.load(where)
+    limit = node_limit(problem)
+    pair = problem.pair
+    pload = pair_load(pair, load)
+    plimit = pair_limit(problem)
+    maint = maintenance(problem)
+    per_node = np.zeros(problem.n_nodes, dtype=np.int64)
+    spent = 0.0
+    out: list[str] = []
+
+    if s.max_moves is not None and len(plan.moves) > s.max_moves:
+        out.append(f"plan has {len(plan.moves)} moves, budget max_moves is {s.max_moves}")
+    for i, m in enumerate(plan.moves):
+        at = f"move {i} ({m.ve} {m.src}→{m.dst})"
+        v, src, dst = ves.get(m.ve), nodes.get(m.src), nodes.get(m.dst)
+        unknown = [f"{what} {name!r}" for what, name, idx in
+                   (("VE", m.ve, v), ("node", m.src, src), ("node", m.dst, dst)) if idx is None]
+        if unknown:
+            out.append(f"{at}: unknown {', '.join(unknown)}")
+            continue
+        assert v is not None and src is not None and dst is not None
+        if where[v] != src:
+            out.append(f"{at}: {m.ve} is on {problem.nodes[where[v]]} at this point, not {m.src}")
+        if src == dst:
+            out.append(f"{at}: source and target are the same node")
+            continue
+        if not problem.movable[v]:
+            out.append(f"{at}: {m.ve} is pinned")
+        if not problem.allowed[v, dst]:
+            out.append(f"{at}: {m.ve} is not allowed on {m.dst}")
+        if maint[dst]:
+            out.append(f"{at}: {m.dst} is in maintenance")
+        here = int(where[v])
+        same = bool(pair[here] >= 0 and pair[here] == pair[dst])
+        kind = "switchover" if same else "migrate"
+        if m.kind != kind:
+            out.append(f"{at}: kind {m.kind!r} but {m.src} and {m.dst} make it a {kind}")
+        dem = problem.demand[v]
+        rises = dem > 0
+        load[here] -= dem
+        load[dst] += dem
+        over = rises & (load[dst] > limit[dst] * (1 + _TOL))
+        for r in np.flatnonzero(over):
+            out.append(f"{at}: {m.dst} {res[r]} {load[dst, r]:.6g} over its limit "
+                       f"{limit[dst, r]:.6g} (max_utilisation)")
+        if not same:
+            if pair[here] >= 0:
+                pload[pair[here]] -= dem
+            if pair[dst] >= 0:
+                p = pair[dst]
+                pload[p] += dem
+                short = rises & (pload[p] > plimit[p] * (1 + _TOL))
+                mates = "+".join(problem.nodes[n] for n in np.flatnonzero(pair == p))
+                for r in np.flatnonzero(short):
+                    out.append(f"{at}: pair {mates} could not fail over: {res[r]} total "
+                               f"{pload[p, r]:.6g} > {plimit[p, r]:.6g}")
+        where[v] = dst
+        spent += float(problem.move_cost[v, 0 if same else 1])
+        before = spent - float(problem.move_cost[v, 0 if same else 1])
+        if s.max_bytes is not None and spent > s.max_bytes >= before:
+            out.append(f"{at}: {spent:.0f} bytes copied so far, budget max_bytes is {s.max_bytes}")
+        per_node[[here, dst]] += 1
+        if s.max_moves_per_node is not None:
+            for n in (here, dst):
+                if per_node[n] == s.max_moves_per_node + 1:
+                    out.append(f"{at}: {problem.nodes[n]} takes part in more than "
+                               f"{s.max_moves_per_node} moves (max_moves_per_node)")
+    return out
