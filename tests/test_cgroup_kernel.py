@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from lblog import cgroup, cgroup_parse
+from lblog.sample import VeRow
 
 ROOT = Path("/sys/fs/cgroup")
 MiB = 1 << 20
@@ -20,7 +21,7 @@ MiB = 1 << 20
 BURN = """
 import sys, time
 sys.stdin.readline()
-end = time.monotonic() + 2.0
+end = time.monotonic() + 10  # killed by the test long before; a bound if it is not
 print("go", flush=True)
 while time.monotonic() < end:
     pass
@@ -74,12 +75,19 @@ def v1_ve() -> Iterator[tuple[str, list[Path]]]:
 def _start(code: str, dirs: list[Path]) -> subprocess.Popen[str]:
     """Start ``code``, move it into every directory in ``dirs``, then let it run."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     for directory in dirs:
         (directory / "cgroup.procs").write_text(f"{proc.pid}\n")
-    with contextlib.suppress(PermissionError):
-        os.setpriority(os.PRIO_PROCESS, proc.pid, -10)  # stay near a full core on a busy host
+    # A busy host would starve the loop: raise it, in its own session so that the
+    # scheduler's per-session autogroups do not cancel the nice value.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, proc.pid, -10)
+        Path(f"/proc/{proc.pid}/autogroup").write_text("-10\n")
     return proc
 
 
@@ -90,6 +98,24 @@ def _go(proc: subprocess.Popen[str]) -> None:
     assert proc.stdout.readline() == "go\n"
 
 
+def _ran_ns(pid: int) -> int:
+    """Nanoseconds the process has run, from the scheduler (independent of cgroups)."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+
+
+def _window(top: str, burner: int) -> tuple[float, float, VeRow]:
+    """Collect twice 1 s apart: (cgroup CPU rate, the burner's own rate, last row)."""
+    ran0, t0 = _ran_ns(burner), time.monotonic()
+    (first,) = cgroup.collect(Path("/"), 1, f"{top}/*")
+    time.sleep(1.0)
+    ran1, t1 = _ran_ns(burner), time.monotonic()
+    (second,) = cgroup.collect(Path("/"), 1, f"{top}/*")
+    assert first.ve == second.ve == "ve1"
+    assert first.cpu_raw is not None and second.cpu_raw is not None
+    rate = (second.cpu_raw - first.cpu_raw) / 1e6 / (t1 - t0)
+    return rate, (ran1 - ran0) / 1e9 / (t1 - t0), second
+
+
 @pytest.mark.slow
 def test_v1_kernel_cpu_rate_and_memory(v1_ve: tuple[str, list[Path]]) -> None:
     """One busy loop and one 64 MiB holder in a real v1 cgroup, collected 1 s apart.
@@ -97,21 +123,29 @@ def test_v1_kernel_cpu_rate_and_memory(v1_ve: tuple[str, list[Path]]) -> None:
     Tolerance: the CPU rate derived from two collections must be 0.8-1.05 cores (one busy
     loop is one core; the low side allows for a loaded host, the high side for timer and
     accounting slack) and mem_bytes at least 60 MiB of the 64 MiB written (the children's
-    earlier allocations stay charged to their old cgroup).
+    earlier allocations stay charged to their old cgroup). Every window must also agree
+    within 0.03 cores with what the scheduler says the loop ran, so the collector is checked
+    even when a busy host starves the loop; only then is a window retried (3 at most) to
+    find one where the loop had its core.
     """
+    if not Path("/proc/self/schedstat").is_file():
+        pytest.skip("no /proc/<pid>/schedstat on this kernel")
     top, dirs = v1_ve
     procs: list[subprocess.Popen[str]] = []
+    rates: list[float] = []
     try:
         procs.append(_start(HOLD, dirs))
         _go(procs[0])
         procs.append(_start(BURN, dirs))
         _go(procs[1])
         time.sleep(0.2)
-        t0 = time.monotonic()
-        first = cgroup.collect(Path("/"), 1, f"{top}/*")
-        time.sleep(1.0)
-        t1 = time.monotonic()
-        second = cgroup.collect(Path("/"), 1, f"{top}/*")
+        for _ in range(3):
+            rate, own, row = _window(top, procs[1].pid)
+            rates.append(rate)
+            assert abs(rate - own) <= 0.03, f"cgroup {rate:.3f} vs scheduler {own:.3f} cores"
+            assert rate <= 1.05, f"{rate:.3f} cores"
+            if rate >= 0.8:
+                break
     finally:
         for proc in procs:
             proc.kill()
@@ -119,15 +153,11 @@ def test_v1_kernel_cpu_rate_and_memory(v1_ve: tuple[str, list[Path]]) -> None:
             for stream in (proc.stdin, proc.stdout):
                 if stream is not None:
                     stream.close()
-    assert [r.ve for r in first] == [r.ve for r in second] == ["ve1"]
-    a, b = first[0], second[0]
-    assert a.cpu_raw is not None and b.cpu_raw is not None
-    rate = (b.cpu_raw - a.cpu_raw) / 1e6 / (t1 - t0)
-    assert 0.8 <= rate <= 1.05, f"{rate:.3f} cores"
-    assert b.mem_bytes is not None
-    assert b.mem_bytes >= 60 * MiB, f"{b.mem_bytes / MiB:.1f} MiB"
-    assert b.mem_limit_bytes is None  # a fresh cgroup is unlimited
-    assert b.failcnt == 0
+    assert rates[-1] >= 0.8, f"the loop never had a core: {rates}"
+    assert row.mem_bytes is not None
+    assert row.mem_bytes >= 60 * MiB, f"{row.mem_bytes / MiB:.1f} MiB"
+    assert row.mem_limit_bytes is None  # a fresh cgroup is unlimited
+    assert row.failcnt == 0
 
 
 KERNEL_FILES = {
