@@ -99,6 +99,33 @@ def release(engine: Engine, name: str, holder: str) -> bool:
     return gone == 1
 
 
+def break_dead(engine: Engine, name: str) -> bool:
+    """Free the lease if its holder ran on this host and that process is gone.
+
+    A monitor restarted after a crash need not wait for its predecessor's lease to expire.
+    Holders are ``host:pid`` (see ``default_holder``); anything else is left alone, and so is
+    a live pid (even one reused by another program: waiting for expiry is the safe side).
+    """
+    current = holder(engine, name)
+    host, _, pid = (current or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return False  # alive (or alive as someone else's process)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        return False
+    with engine.begin() as conn:
+        gone = conn.execute(
+            delete(leases).where(leases.c.name == name, leases.c.holder == current)
+        ).rowcount
+    if gone:
+        log.warning("event=lease_broken lease=%s dead_holder=%s", name, current)
+    return gone == 1
+
+
 def holder(engine: Engine, name: str, *, now: float | None = None) -> str | None:
     """Who holds the lease now, or None when it is free (no row, or expired)."""
     ts = time.time() if now is None else float(now)

@@ -171,3 +171,27 @@ def test_two_processes_contend(url: str, engine: Engine, name: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_break_dead_frees_a_dead_local_holder(engine: Engine, name: str) -> None:
+    import socket
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True, timeout=30)
+    ghost = f"{socket.gethostname()}:{dead.stdout.strip()}"
+    assert lease.acquire(engine, name, ghost, 600)
+    assert not lease.acquire(engine, name, lease.default_holder(), 600)
+    assert lease.break_dead(engine, name)
+    assert lease.acquire(engine, name, lease.default_holder(), 600)
+
+
+def test_break_dead_leaves_live_and_foreign_holders(engine: Engine, name: str) -> None:
+    import socket
+
+    live = f"{socket.gethostname()}:1"  # init is always alive
+    assert lease.acquire(engine, name, live, 600)
+    assert not lease.break_dead(engine, name)
+    lease.release(engine, name, live)
+    assert lease.acquire(engine, name, "other-host.example.org:12345", 600)
+    assert not lease.break_dead(engine, name)
+    assert lease.holder(engine, name) == "other-host.example.org:12345"
