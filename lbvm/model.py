@@ -160,6 +160,8 @@ def _ve_frame(engine: Engine, config: Config, start: float, now: float) -> pd.Da
         rows, columns=["ve", "node", "balanced", "pinned", "mem_bytes", "disk_bytes"]
     )
     demand = queries.window_demand(engine, start=start, end=now, statistic=config.balance.statistic)
+    frame["ve"] = frame["ve"].astype(object)
+    demand.index = demand.index.astype(object)
     return frame.join(demand, on="ve")
 
 

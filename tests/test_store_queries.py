@@ -1,0 +1,173 @@
+"""Engine and queries: connection errors, window statistics, tables, small writes, events."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from lblog.sample import VeRow
+from lbvm.config import Config, NodeConfig, PairConfig
+from lbvm.errors import NotFound, StoreError
+from lbvm.store import bulk, queries
+from lbvm.store.engine import connect
+from lbvm.store.events import list_events, record_event
+from lbvm.store.ingest import ingest
+from lbvm.store.schema import ve_samples
+
+Writer = Callable[..., Path]
+CONFIG = Config(
+    pairs=(PairConfig("p1", ("n1", "n2")),),
+    nodes=(NodeConfig("n2", cpus=4.0),),
+)
+
+
+def test_bad_url_is_one_clear_line() -> None:
+    with pytest.raises(StoreError, match="not a database URL"):
+        connect("no-such-thing")
+    with pytest.raises(StoreError) as caught:
+        connect("postgresql+psycopg://lbvm:s3cret@127.0.0.1:1/none")
+    message = str(caught.value)
+    assert "s3cret" not in message and "***" in message and "\n" not in message
+
+
+def test_connect_is_idempotent_and_sqlite_uses_wal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    connect(url).dispose()
+    engine = connect(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    engine.dispose()
+
+
+def _fill(store: Engine, frame: pd.DataFrame) -> None:
+    with store.begin() as conn:
+        bulk.insert_frame(conn, ve_samples, frame)
+
+
+def test_window_demand_statistics_match_numpy(store: Engine) -> None:
+    rng = np.random.default_rng(7)
+    n_ves, n_samples = 30, 40
+    cpu = rng.gamma(2.0, 0.5, size=(n_ves, n_samples))
+    mem = rng.integers(1 << 20, 1 << 34, size=(n_ves, n_samples))
+    cpu[3, 5] = np.nan  # a reset interval: ignored, as SQL ignores NULL
+    frame = pd.DataFrame(
+        {
+            "ve": np.repeat([f"ve{i:03d}" for i in range(n_ves)], n_samples),
+            "node": "n1",
+            "ts": np.tile(np.arange(n_samples) * 300.0 + 1000, n_ves),
+            "cpu_used": cpu.ravel(),
+            "mem_bytes": mem.ravel(),
+        }
+    )
+    _fill(store, frame)
+    end = 1000 + 300.0 * (n_samples - 1)
+    start = 1000 + 300.0 * 9  # excludes the first 10 samples (start is exclusive)
+    p95 = queries.window_demand(store, start=start, end=end)
+    assert list(p95.columns) == ["cpu", "mem"] and p95.index.name == "ve"
+    assert list(p95.index) == sorted(frame["ve"].unique())
+    want_cpu = np.nanpercentile(cpu[:, 10:], 95, axis=1)
+    want_mem = np.percentile(mem[:, 10:].astype(float), 95, axis=1)
+    np.testing.assert_allclose(p95["cpu"].to_numpy(), want_cpu, rtol=1e-9)
+    np.testing.assert_allclose(p95["mem"].to_numpy(), want_mem, rtol=1e-9)
+    peak = queries.window_demand(store, start=start, end=end, statistic="max")
+    np.testing.assert_allclose(peak["cpu"].to_numpy(), np.nanmax(cpu[:, 10:], axis=1))
+    mean = queries.window_demand(store, start=start, end=end, statistic="mean")
+    np.testing.assert_allclose(mean["mem"].to_numpy(), mem[:, 10:].mean(axis=1), rtol=1e-9)
+    with pytest.raises(StoreError, match="statistic 'p950'"):
+        queries.window_demand(store, start=start, end=end, statistic="p950")
+    empty = queries.window_demand(store, start=0, end=1)
+    assert empty.empty and list(empty.columns) == ["cpu", "mem"]
+
+
+def _cluster(store: Engine, spool_dir: Path, write_sample: Writer) -> None:
+    # VE 101 on n1: 1 core then 3 cores; failcnt 5 -> 7 -> reset to 1 (growth 2 + 1).
+    # VE 201 on n2: 0.5 core.
+    for i, (raw, fail) in enumerate([(0, 5), (30_000, 7), (120_000, 1)]):
+        t = 1000 + 300 * i
+        write_sample("n1", t, [VeRow("101", cpu_raw=raw, mem_bytes=(i + 1) << 30,
+                                     disk_bytes=10 << 30, failcnt=fail)])  # fmt: skip
+        write_sample("n2", t, [VeRow("201", cpu_raw=15_000 * i, mem_bytes=1 << 30)], cpus=8)
+    ingest(store, spool_dir)
+
+
+def test_ve_table(store: Engine, spool_dir: Path, write_sample: Writer) -> None:
+    _cluster(store, spool_dir, write_sample)
+    with store.begin() as conn:
+        queries.sync_nodes(conn, CONFIG)
+        queries.set_flags(conn, "201", pinned=True)
+    table = queries.ve_table(store, window=3600, now=1600)
+    assert list(table.columns) == queries.VE_COLUMNS
+    one = table.set_index("ve").loc["101"]
+    assert (one["node"], one["pair"], one["balanced"], one["pinned"]) == ("n1", "p1", True, False)
+    assert one["cpu"] == pytest.approx(2.0)  # mean of 1 and 3 cores
+    assert one["cpu_p95"] == pytest.approx(1 + 0.95 * 2)
+    assert one["mem_bytes"] == 3 << 30 and one["disk_bytes"] == 10 << 30
+    assert one["mem_p95"] == pytest.approx((1 + 0.95 * 2) * (1 << 30))
+    assert one["failcnt_delta"] == 3 and one["last_seen"] == 1600
+    assert bool(table.set_index("ve").loc["201", "pinned"])
+    later = queries.ve_table(store, window=60, now=9000)  # nothing in the window
+    assert later["cpu"].isna().all() and len(later) == 2
+
+
+def test_node_table(store: Engine, spool_dir: Path, write_sample: Writer) -> None:
+    _cluster(store, spool_dir, write_sample)
+    table = queries.node_table(store, CONFIG, window=3600, now=1600).set_index("node")
+    assert list(table.reset_index().columns) == queries.NODE_COLUMNS
+    n1, n2 = table.loc["n1"], table.loc["n2"]
+    assert (n1["pair"], n1["cpus"], n1["ves"]) == ("p1", 8.0, 1)
+    assert n2["cpus"] == 4.0  # config override of the reported 8
+    assert n1["cpu_used"] == pytest.approx(1 + 0.95 * 2)
+    assert n2["cpu_used"] == pytest.approx(0.5) and n2["cpu_util"] == pytest.approx(0.125)
+    assert n1["mem_util"] == pytest.approx(n1["mem_used"] / (32 << 30))
+    assert not n1["maintenance"] and n1["last_seen"] == 1600
+
+
+def test_small_reads_and_writes(store: Engine, spool_dir: Path, write_sample: Writer) -> None:
+    assert queries.newest_sample_time(store) is None
+    _cluster(store, spool_dir, write_sample)
+    assert queries.newest_sample_time(store) == 1600
+    assert queries.latest_placement(store).to_dict() == {"101": "n1", "201": "n2"}
+    with store.begin() as conn:
+        queries.set_ve_node(conn, "101", "n2")
+        queries.set_flags(conn, "101", balanced=False)
+        queries.set_maintenance(conn, "n1", True)
+    row = queries.get_ve(store, "101")
+    assert (row["node"], bool(row["balanced"]), bool(row["pinned"])) == ("n2", False, False)
+    table = queries.node_table(store, CONFIG, now=1600).set_index("node")
+    assert bool(table.loc["n1", "maintenance"]) and table.loc["n2", "ves"] == 2
+    with pytest.raises(NotFound, match="'999'"):
+        queries.get_ve(store, "999")
+    with store.begin() as conn, pytest.raises(NotFound, match="'999'"):
+        queries.set_ve_node(conn, "999", "n1")
+    with store.begin() as conn, pytest.raises(NotFound, match="'999'"):
+        queries.set_flags(conn, "999", pinned=True)
+
+
+def test_events(store: Engine) -> None:
+    with store.begin() as conn:
+        record_event(conn, "info", "run", None, "first", ts=10.0)
+        record_event(conn, "error", "quarantine", "n1/x.json", "bad file", ts=20.0)
+        with pytest.raises(StoreError, match="'fatal'"):
+            record_event(conn, "fatal", "run", None, "no")
+    frame = list_events(store)
+    assert frame["message"].tolist() == ["bad file", "first"]
+    assert list_events(store, kind="run")["ts"].tolist() == [10.0]
+    assert list_events(store, since=15.0)["subject"].tolist() == ["n1/x.json"]
+
+
+def test_sync_nodes_records_pairs(store: Engine) -> None:
+    with store.begin() as conn:
+        queries.sync_nodes(conn, CONFIG)
+        pairs: dict[str, str] = dict(conn.execute(sa.text("SELECT name, pair FROM nodes")).all())
+    assert pairs == {"n1": "p1", "n2": "p1"}
+    with store.begin() as conn:
+        queries.sync_nodes(conn, Config())
+        assert set(conn.execute(sa.text("SELECT pair FROM nodes")).scalars()) == {None}
