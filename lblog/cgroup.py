@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
@@ -117,17 +118,23 @@ def collect(sys_root: Path, version: int, pattern: str) -> list[VeRow]:
     v2: cpu.stat usage_usec, memory.current minus inactive_file, memory.max (None for
     "max"), failcnt = memory.events ``oom`` + ``max`` (times the limit forced an OOM or
     was hit and reclaim ran), both hierarchical so a container's sub-cgroups count.
-    Block I/O and pressure are read but only ``read`` returns them: VeRow has no field.
+    VeRow has no field for block I/O, CPU quota or pressure: ``read`` returns those.
     """
-    return [stats.row() for stats in read(sys_root, version, pattern)]
+    return [stats.row() for stats in read(sys_root, version, pattern, detail=False)]
 
 
-def read(sys_root: Path, version: int, pattern: str) -> list[CgroupStats]:
-    """The full ``CgroupStats`` of every VE cgroup matching ``pattern``, sorted by VE id."""
+def read(sys_root: Path, version: int, pattern: str, detail: bool = True) -> list[CgroupStats]:
+    """``CgroupStats`` of every VE cgroup matching ``pattern``, sorted by VE id.
+
+    ``detail=False`` skips the files ``VeRow`` has no field for (I/O, cpu.max, pressure):
+    the agent's run then reads 5 files per VE instead of 10.
+    """
     root = Path(sys_root) / CGROUP_ROOT
     _check_pattern(pattern)
     if version == 2:
-        return _read_all(_matches(root, pattern), lambda rel: _read_v2(root, rel))
+        return _read_all(
+            _matches(root, pattern), lambda rel: _read_v2(f"{root}/{rel}", rel, detail)
+        )
     if version == 1:
         cpu_root = _cpuacct_root(root)
         mem_root = root / "memory"
@@ -138,9 +145,9 @@ def read(sys_root: Path, version: int, pattern: str) -> list[CgroupStats]:
         return _read_all(
             in_cpu | in_mem,
             lambda rel: _read_v1(
-                cpu_root / rel if rel in in_cpu else None,
-                mem_root / rel if rel in in_mem else None,
-                blk_root / rel,
+                f"{cpu_root}/{rel}" if rel in in_cpu else None,
+                f"{mem_root}/{rel}" if rel in in_mem else None,
+                f"{blk_root}/{rel}" if detail else None,
                 rel,
             ),
         )
@@ -205,45 +212,44 @@ def _read_all(
     return [stats[ve] for ve in sorted(stats)]
 
 
-def _read_text(directory: Path, name: str) -> str | None:
+def _read_text(directory: str, name: str) -> str | None:
     """The file's text; None if the file is absent but the cgroup still exists.
 
     A missing directory, or ENODEV/ESRCH while reading, means the cgroup is going away.
+    Plain ``os`` calls on string paths: this runs for every file of every VE.
     """
-    path = directory / name
+    path = f"{directory}/{name}"
     try:
-        data = path.read_bytes()
-    except ProcessLookupError as exc:
-        raise _Gone(str(exc)) from None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            chunks = []
+            while chunk := os.read(fd, 65536):
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
     except OSError as exc:
         if exc.errno not in _GONE_ERRNOS:
             raise CgroupError(f"{path}: cannot read ({exc.strerror})") from exc
-        if exc.errno == errno.ENOENT and directory.is_dir():
+        if exc.errno == errno.ENOENT and os.path.isdir(directory):
             return None
-        raise _Gone(str(exc)) from None
-    return parse.decode(data, str(path))
+        raise _Gone(f"{path}: {exc.strerror}") from None
+    return parse.decode(b"".join(chunks), path)
 
 
-def _read_v2(root: Path, rel: PurePosixPath) -> CgroupStats:
-    d = root / rel
-    cpu_path = d / "cpu.stat"
-    cpu_text = _read_text(d, "cpu.stat")
-    cpu_usec = None
-    if cpu_text is not None:
-        cpu_usec = _need(parse.flat_keyed(cpu_text, str(cpu_path)), "usage_usec", cpu_path)
+def _read_v2(d: str, rel: PurePosixPath, detail: bool) -> CgroupStats:
+    cpu = _optional(d, "cpu.stat", parse.flat_keyed)
     mem = _optional(d, "memory.stat", parse.flat_keyed) or {}
     events = _optional(d, "memory.events", parse.flat_keyed)
     oom = max_ = failcnt = None
     if events is not None:
-        oom = _need(events, "oom", d / "memory.events")
-        max_ = _need(events, "max", d / "memory.events")
+        oom = _need(events, "oom", d, "memory.events")
+        max_ = _need(events, "max", d, "memory.events")
         failcnt = oom + max_
-    return CgroupStats(
+    stats = CgroupStats(
         ve=ve_name(rel.name),
         cgroup=str(rel),
         version=2,
-        cpu_usec=cpu_usec,
-        cpu_limit_cores=_optional(d, "cpu.max", parse.cpu_max),
+        cpu_usec=None if cpu is None else _need(cpu, "usage_usec", d, "cpu.stat"),
         mem_current=_optional(d, "memory.current", parse.single_int),
         mem_inactive_file=mem.get("inactive_file"),
         mem_limit=_optional(d, "memory.max", parse.int_or_max),
@@ -251,6 +257,12 @@ def _read_v2(root: Path, rel: PurePosixPath) -> CgroupStats:
         failcnt=failcnt,
         oom_events=oom,
         max_events=max_,
+    )
+    if not detail:
+        return stats
+    return replace(
+        stats,
+        cpu_limit_cores=_optional(d, "cpu.max", parse.cpu_max),
         io=_optional(d, "io.stat", parse.io_stat),
         cpu_pressure=_optional(d, "cpu.pressure", parse.pressure),
         memory_pressure=_optional(d, "memory.pressure", parse.pressure),
@@ -259,7 +271,7 @@ def _read_v2(root: Path, rel: PurePosixPath) -> CgroupStats:
 
 
 def _read_v1(
-    cpu_dir: Path | None, mem_dir: Path | None, blk_dir: Path, rel: PurePosixPath
+    cpu_dir: str | None, mem_dir: str | None, blk_dir: str | None, rel: PurePosixPath
 ) -> CgroupStats:
     """A v1 VE lives in one directory per hierarchy; one it is absent from gives None."""
     cpu_ns = limit = usage = failcnt = None
@@ -276,7 +288,7 @@ def _read_v1(
     else:
         log.debug("cgroup %s has no memory directory", rel)
     io = None
-    if blk_dir.is_dir():
+    if blk_dir is not None and os.path.isdir(blk_dir):
         # _recursive includes the container's own sub-cgroups; older kernels lack it.
         io = _optional(blk_dir, "blkio.throttle.io_service_bytes_recursive", parse.blkio_bytes)
         if io is None:
@@ -295,13 +307,13 @@ def _read_v1(
     )
 
 
-def _optional(directory: Path, name: str, parser: Callable[[str, str], T]) -> T | None:
+def _optional(directory: str, name: str, parser: Callable[[str, str], T]) -> T | None:
     """Parse ``directory/name`` if the cgroup has that file (its controller is enabled)."""
     text = _read_text(directory, name)
-    return None if text is None else parser(text, str(directory / name))
+    return None if text is None else parser(text, f"{directory}/{name}")
 
 
-def _need(values: dict[str, int], key: str, path: Path) -> int:
+def _need(values: dict[str, int], key: str, directory: str, name: str) -> int:
     if key not in values:
-        raise ParseError(str(path), None, f"key {key!r} missing")
+        raise ParseError(f"{directory}/{name}", None, f"key {key!r} missing")
     return values[key]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -71,6 +73,9 @@ def test_v2_read_keeps_io_and_pressure() -> None:
     assert web.io_pressure is not None and web.io_pressure.full is not None
     assert web.io_pressure.full.avg10 == 1.25
     assert (web.oom_events, web.max_events) == (0, 0)
+    (lean,) = [s for s in cgroup.read(V2, 2, "machine.slice/*", detail=False) if s.ve == "web-01"]
+    assert lean.io is None and lean.cpu_pressure is None and lean.cpu_limit_cores is None
+    assert lean.row() == web.row()
 
 
 def test_v2_payload_pattern_skips_monitor_and_files() -> None:
@@ -167,20 +172,20 @@ def test_bad_version_and_missing_v1(tmp_path: Path) -> None:
 
 def vanish_on(
     monkeypatch: pytest.MonkeyPatch, target: str, error: OSError | None
-) -> list[Path]:
-    """Make reading files named ``target`` behave as if their cgroup was just removed."""
-    real = Path.read_bytes
-    seen: list[Path] = []
+) -> list[str]:
+    """Make opening files named ``target`` behave as if their cgroup was just removed."""
+    real = os.open
+    seen: list[str] = []
 
-    def read_bytes(self: Path) -> bytes:
-        if self.name == target:
-            seen.append(self)
+    def fake_open(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        if os.path.basename(path) == target:
+            seen.append(path)
             if error is not None:
                 raise error
-            shutil.rmtree(self.parent)
-        return real(self)
+            shutil.rmtree(os.path.dirname(path))
+        return real(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(os, "open", fake_open)
     return seen
 
 
