@@ -109,7 +109,7 @@ def _resource(dev: _Device, path: str) -> DrbdResource:
     else:
         raise ParseError(path, dev.line, f"unknown connection state cs:{cs}")
     role, peer_role = _pair(fields, ("ro", "st"), dev, path)
-    disk, peer_disk = _pair(fields, ("ds", "ld"), dev, path)
+    disk, peer_disk = _pair(fields, ("ds",), dev, path)
     oos: int | None = None
     progress: float | None = None
     finish: int | None = None
