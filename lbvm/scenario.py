@@ -378,6 +378,8 @@ def synthetic(n_nodes: int, n_ves: int, seed: int = 0, *, hot_share: float = 0.2
     hot_load = hot_mem * capacity[hot, 1].sum()
     cold_fill = max(total - hot_load, 0.0) / max(capacity[~hot, 1].sum(), 1.0)
     weight = capacity[:, 1] * np.where(hot, hot_mem, cold_fill)
+    if weight.sum() <= 0:
+        weight = capacity[:, 1]
     # VEs in random order fill the nodes one after the other up to each node's target
     order = rng.permutation(n_ves)
     cut = np.cumsum(weight) / weight.sum() * total

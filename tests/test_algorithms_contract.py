@@ -1,0 +1,152 @@
+"""The contract every registered algorithm must keep, on seeded random clusters of HA pairs.
+
+Parametrised over ``registry.available()``, so a newly registered algorithm is checked the
+same way as the built-in ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from algorithms import registry
+from algorithms.base import Algorithm, Plan, Problem
+from lbvm.scenario import synthetic
+from lbvm.validate import validate
+
+ALGORITHMS = sorted(registry.available())
+
+
+def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: float = 0.1,
+                   maintenance: int = 0, ruled: float = 0.0, max_moves: int | None = None,
+                   max_bytes: float | None = None, per_node: int | None = None) -> Problem:
+    """A skewed cluster with optional pins, maintenance nodes, host rules and budgets."""
+    rng = np.random.default_rng(seed)
+    p = synthetic(n_nodes, n_ves, seed, pinned_share=pinned)
+    maint = np.zeros(p.n_nodes, dtype=bool)
+    maint[rng.choice(p.n_nodes, size=min(maintenance, p.n_nodes), replace=False)] = True
+    allowed = np.ones((p.n_ves, p.n_nodes), dtype=bool)
+    ruled_ves = rng.random(p.n_ves) < ruled
+    allowed[ruled_ves] = rng.random((int(ruled_ves.sum()), p.n_nodes)) < 0.5
+    allowed[:, maint] = False
+    s = replace(p.settings, max_moves=max_moves, max_moves_per_node=per_node, min_gain=1e-5,
+                max_bytes=None if max_bytes is None else int(max_bytes))
+    return replace(p, allowed=allowed, maintenance=maint, settings=s)
+
+
+def apply(problem: Problem, plan: Plan) -> np.ndarray:
+    where = problem.placement.copy()
+    index = {v: i for i, v in enumerate(problem.ves)}
+    nodes = {n: i for i, n in enumerate(problem.nodes)}
+    for m in plan.moves:
+        where[index[m.ve]] = nodes[m.dst]
+    return where
+
+
+@pytest.fixture(params=ALGORITHMS)
+def algorithm(request: pytest.FixtureRequest) -> Algorithm:
+    return registry.load(request.param)
+
+
+CASES = {
+    "plain": {},
+    "pins-and-rules": {"pinned": 0.3, "ruled": 0.3},
+    "maintenance": {"maintenance": 2},
+    "move-budget": {"max_moves": 5},
+    "byte-budget": {"max_bytes": 200 * 1024**3},
+    "per-node-budget": {"per_node": 2},
+    "large": {"n_nodes": 40, "n_ves": 800},
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("case", list(CASES))
+def test_plan_keeps_the_contract(algorithm: Algorithm, case: str, seed: int) -> None:
+    problem = random_problem(seed, **CASES[case])  # type: ignore[arg-type]
+    plan = algorithm.plan(problem)
+    assert isinstance(plan, Plan)
+    assert plan.algorithm == algorithm.name
+    assert validate(problem, plan) == []
+    after = apply(problem, plan)
+    np.testing.assert_allclose(problem.load(after).sum(0), problem.load().sum(0))
+    assert plan.score_before == pytest.approx(problem.score())
+    assert plan.score_after == pytest.approx(problem.score(after))
+    moved = {m.ve for m in plan.moves}
+    pinned = {v for v, ok in zip(problem.ves, problem.movable, strict=True) if not ok}
+    assert not moved & pinned
+    maint = {n for n, m in zip(problem.nodes, problem.maintenance, strict=True) if m}
+    assert not {m.dst for m in plan.moves} & maint
+    s = problem.settings
+    assert s.max_moves is None or len(plan.moves) <= s.max_moves
+    assert s.max_bytes is None or sum(m.bytes for m in plan.moves) <= s.max_bytes
+    if s.max_moves_per_node is not None:
+        touched = [n for m in plan.moves for n in (m.src, m.dst)]
+        assert max(map(touched.count, set(touched)), default=0) <= s.max_moves_per_node
+    assert all(m.reason for m in plan.moves)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_deterministic(algorithm: Algorithm, seed: int) -> None:
+    problem = random_problem(seed, pinned=0.2, maintenance=1, ruled=0.2)
+    assert algorithm.plan(problem) == algorithm.plan(problem)
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8])
+def test_converges(algorithm: Algorithm, seed: int) -> None:
+    problem = random_problem(seed, 16, 200)
+    plan = algorithm.plan(problem)
+    assert plan.moves, "a skewed cluster should need moves"
+    again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
+    assert again.moves == ()
+
+
+@pytest.mark.parametrize("seed", [9, 10])
+def test_no_ve_moves_back_and_forth(algorithm: Algorithm, seed: int) -> None:
+    problem = random_problem(seed, 20, 300, maintenance=1)
+    path: dict[str, list[str]] = {}
+    for m in algorithm.plan(problem).moves:
+        path.setdefault(m.ve, [m.src]).append(m.dst)
+    for ve, nodes in path.items():
+        assert len(nodes) == len(set(nodes)), f"{ve} revisits a node: {nodes}"
+
+
+def test_even_cluster_needs_nothing(algorithm: Algorithm) -> None:
+    problem = random_problem(11, 8, 80, pinned=0.0)
+    even = replace(problem, placement=np.arange(80) % 8,
+                   demand=np.tile(problem.demand[:1], (80, 1)),
+                   capacity=np.tile(problem.capacity[:1], (8, 1)))
+    assert even.score() == pytest.approx(0.0, abs=1e-12)
+    assert algorithm.plan(even).moves == ()
+
+
+def test_empty_cluster(algorithm: Algorithm) -> None:
+    plan = algorithm.plan(random_problem(12, 6, 0))
+    assert plan.moves == ()
+
+
+@given(
+    seed=st.integers(0, 2**16),
+    n_nodes=st.integers(2, 10),
+    n_ves=st.integers(0, 60),
+    pinned=st.sampled_from([0.0, 0.3]),
+    maintenance=st.integers(0, 2),
+    ruled=st.sampled_from([0.0, 0.5]),
+    max_moves=st.sampled_from([None, 3]),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_property_plans_validate_and_converge(seed: int, n_nodes: int, n_ves: int,
+                                              pinned: float, maintenance: int, ruled: float,
+                                              max_moves: int | None) -> None:
+    for name in ALGORITHMS:
+        algorithm = registry.load(name)
+        problem = random_problem(seed, n_nodes, n_ves, pinned=pinned, maintenance=maintenance,
+                                 ruled=ruled, max_moves=max_moves)
+        plan = algorithm.plan(problem)
+        assert validate(problem, plan) == []
+        if max_moves is None:
+            again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
+            assert again.moves == ()
