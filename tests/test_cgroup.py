@@ -6,10 +6,13 @@ import errno
 import logging
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lblog import cgroup
 from lblog.errors import LbvmError, ParseError
@@ -224,3 +227,28 @@ def test_unreadable_file_is_a_clear_error(
     vanish_on(monkeypatch, "cpu.stat", PermissionError(errno.EACCES, "Permission denied"))
     with pytest.raises(cgroup.CgroupError, match=r"cpu.stat: cannot read \(Permission denied\)"):
         cgroup.collect(v2_tree, 2, "machine.slice/*")
+
+
+MANGLE_FILES = ["cpu.stat", "memory.stat", "memory.events", "memory.current", "memory.max"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(MANGLE_FILES),
+    cut=st.integers(0, 400),
+    junk=st.binary(max_size=3),
+)
+def test_mangled_file_in_tree_parses_or_names_it(name: str, cut: int, junk: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        shutil.copytree(V2, root)
+        target = root / "sys/fs/cgroup" / WEB / name
+        data = target.read_bytes()
+        target.write_bytes(data[:cut] + junk + data[cut + len(junk) :])
+        try:
+            rows = cgroup.collect(root, 2, "machine.slice/*")
+        except ParseError as exc:
+            assert exc.path == str(target)
+            assert exc.line is not None or "missing" in exc.message
+        else:
+            assert [r.ve for r in rows] == ["db", "web-01"]
