@@ -127,7 +127,7 @@ def read(sys_root: Path, version: int, pattern: str, detail: bool = True) -> lis
     """``CgroupStats`` of every VE cgroup matching ``pattern``, sorted by VE id.
 
     ``detail=False`` skips the files ``VeRow`` has no field for (I/O, cpu.max, pressure):
-    the agent's run then reads 5 files per VE instead of 10.
+    a node's collection run then reads 5 files per VE instead of 10.
     """
     root = Path(sys_root) / CGROUP_ROOT
     _check_pattern(pattern)

@@ -83,8 +83,8 @@ def _start(code: str, dirs: list[Path]) -> subprocess.Popen[str]:
     )
     for directory in dirs:
         (directory / "cgroup.procs").write_text(f"{proc.pid}\n")
-    # A busy host would starve the loop: raise it, in its own session so that the
-    # scheduler's per-session autogroups do not cancel the nice value.
+    # A busy host would starve the loop: raise it, after setsid() so that the
+    # scheduler's autogroups (one per setsid) do not cancel the nice value.
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, proc.pid, -10)
         Path(f"/proc/{proc.pid}/autogroup").write_text("-10\n")
