@@ -1,0 +1,546 @@
+"""The LB monitor: watch the cluster on a schedule, rebalance at night, never twice at once.
+
+Two jobs run from an APScheduler 3 scheduler whose job store lives in the LBVM database
+(so a nightly run missed while the monitor was down still runs, late, within the grace):
+
+- ``check`` (every 5 minutes): ingest the spool, build the problem, plan, report. Hot nodes
+  and pairs that could not fail over go to the log and the site hook.
+- ``nightly`` (02:30): the same, then act on the automation level: ``report`` logs the
+  plan, ``recommend`` stores it for ``lbm plan --apply``, ``execute`` moves the VEs.
+
+Only the monitor holding the ``monitor`` lease runs jobs; another one waits, passive, and
+takes over when the lease expires. Before its first job an active monitor reconciles moves a
+crash left 'running' with where the VEs really are. SIGHUP reloads the config; SIGTERM
+stops after the move in flight is recorded. Log lines are key=value for syslog.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from algorithms.base import Move, Plan, Problem
+from lbvm import hooks, journal, lease, presets
+from lbvm.config import Config, load, parse_duration
+from lbvm.cycle import CycleResult, run_cycle
+from lbvm.errors import ConfigError, LbvmError, StaleData
+from lbvm.executor import Backend, MoveResult, Outcome, backend_from_config
+from lbvm.store.engine import connect
+from lbvm.store.events import record_event
+from lbvm.store.ingest import ingest
+from lbvm.store.queries import set_ve_node
+from lbvm.store.schema import moves, plans, runs, ves
+from lbvm.validate import headroom
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+
+log = logging.getLogger(__name__)
+
+MONITOR_LEASE = "monitor"
+AUTOMATION = ("report", "recommend", "execute")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class KV:
+    """A key=value log line, formatted only when a handler emits it."""
+
+    def __init__(self, event: str, **values: object) -> None:
+        self.event, self.values = event, values
+
+    def __str__(self) -> str:
+        parts = [f"event={self.event}"]
+        for key, value in self.values.items():
+            text = str(value)
+            if not text or any(c in text for c in ' "='):
+                text = json.dumps(text)
+            parts.append(f"{key}={text}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class MonitorSettings:
+    """The monitor's knobs. Read from a ``[monitor]`` config section when it has one."""
+
+    check_every: float = 300.0
+    nightly_at: str = "02:30"  # local time, HH:MM
+    automation: str = "report"  # report | recommend | execute
+    lease_ttl: float = 60.0
+    misfire_grace: float = 3600.0  # a nightly run missed by less than this still runs
+    hook: tuple[str, ...] = ()  # site hook argv; the event arrives as JSON on stdin
+    hook_timeout: float = 30.0
+    locate_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.automation not in AUTOMATION:
+            raise ConfigError(f"[monitor].automation: {self.automation!r} is not one of "
+                              f"{', '.join(AUTOMATION)}")
+        if not _HHMM.match(self.nightly_at):
+            raise ConfigError(f"[monitor].nightly_at: {self.nightly_at!r} is not HH:MM")
+        for key in ("check_every", "lease_ttl", "hook_timeout", "locate_timeout"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"[monitor].{key} must be positive")
+
+    @property
+    def nightly_time(self) -> tuple[int, int]:
+        hour, minute = self.nightly_at.split(":")
+        return int(hour), int(minute)
+
+
+def settings_from(config: Config) -> MonitorSettings:
+    """The ``[monitor]`` section of the config, defaults where it has none."""
+    section = getattr(config, "monitor", None)
+    if section is None:
+        return MonitorSettings()
+    values: dict[str, Any] = {}
+    for f in fields(MonitorSettings):
+        if hasattr(section, f.name):
+            value = getattr(section, f.name)
+            if f.name in ("check_every", "lease_ttl", "misfire_grace", "hook_timeout",
+                          "locate_timeout"):
+                value = parse_duration(value, f"[monitor].{f.name}")
+            values[f.name] = tuple(value) if f.name == "hook" else value
+    return MonitorSettings(**values)
+
+
+# -- reconciliation ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A move found 'running' at start and what it became: done, failed or unknown."""
+
+    move_id: int
+    ve: str
+    src: str
+    dst: str
+    state: str
+    found: str | None
+
+
+def where_is(
+    engine: Engine,
+    config: Config,
+    ve: str,
+    candidates: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    run: presets.Runner = presets.run_argv,
+) -> presets.Location:
+    """Where ``ve`` really is: the backend preset's location query, or for the simulate
+    backend the store (which is all a simulated cluster has)."""
+    preset = presets.PRESETS.get(config.executor.backend)
+    if preset is not None and preset.location is not None:
+        return presets.locate(preset, ve, candidates, timeout=timeout, run=run)
+    if config.executor.backend == "simulate":
+        with engine.connect() as conn:
+            node = conn.execute(select(ves.c.node).where(ves.c.ve == ve)).scalar()
+        return presets.Location(node, node is not None)
+    return presets.Location(None, False)  # a bare command template cannot be asked
+
+
+def reconcile(
+    engine: Engine,
+    config: Config,
+    *,
+    timeout: float = 60.0,
+    run: presets.Runner = presets.run_argv,
+    now: float | None = None,
+) -> list[Reconciled]:
+    """Settle every move left 'running' (the caller holds the mover lease).
+
+    Found on the destination: done. Still on the source: failed. Anywhere else, or nowhere
+    we can tell: unknown. Wherever the VE is found, the store is told.
+    """
+    out = []
+    rows = journal.running_moves(engine)
+    for row in rows:
+        loc = where_is(engine, config, row.ve, [row.dst, row.src], timeout=timeout, run=run)
+        state = {row.dst: "done", row.src: "failed"}.get(loc.node or "", "unknown")
+        seen = f"found on {loc.node}" if loc.node else "not found" if loc.certain else (
+            "location unknown")
+        message = f"reconciled after a restart: VE {row.ve} {seen}"
+        with engine.begin() as conn:
+            journal.transition(conn, row.id, state, now=now, output=message)
+            if loc.node is not None:
+                set_ve_node(conn, row.ve, loc.node)
+            level = "info" if state == "done" else "warning"
+            record_event(conn, level, "reconcile", row.ve,
+                         f"move {row.id} ({row.src} -> {row.dst}) {state}: {seen}", now)
+        log.warning("%s", KV("reconciled", move=row.id, ve=row.ve, src=row.src, dst=row.dst,
+                             state=state, found=loc.node or "-"))
+        out.append(Reconciled(row.id, row.ve, row.src, row.dst, state, loc.node))
+    _close_orphans(engine, {row.run_id for row in rows}, now)
+    return out
+
+
+def _close_orphans(engine: Engine, run_ids: set[int | None], now: float | None) -> None:
+    """Moves still 'planned' and runs still 'running' that a dead executor left behind.
+
+    The caller holds the mover lease, so no executor is alive to start those moves.
+    """
+    with engine.connect() as conn:
+        planned = conn.execute(
+            select(moves.c.id, moves.c.run_id).where(moves.c.state == "planned")
+        ).all()
+        dead_runs = {*run_ids, *(r.run_id for r in planned)} - {None}
+        open_runs = conn.execute(
+            select(runs.c.id).where(runs.c.id.in_(dead_runs), runs.c.status == "running")
+        ).scalars().all()
+    if planned:
+        n = journal.skip(engine, [r.id for r in planned], "skipped: its run was interrupted",
+                         now=now)
+        log.warning("%s", KV("reconciled_planned", skipped=n))
+    for run_id in open_runs:
+        journal.finish_run(engine, run_id, "failed", None, None,
+                           "interrupted: the process running it died", now=now)
+        log.warning("%s", KV("reconciled_run", run=run_id, status="failed"))
+
+
+# -- what a tick produced ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TickResult:
+    """One check or nightly run. status: passive | done | failed | refused | stale | error."""
+
+    active: bool
+    status: str
+    run_id: int | None = None
+    planned: int = 0
+    moved: int = 0
+    reconciled: tuple[Reconciled, ...] = ()
+    message: str = ""
+
+
+class _Stoppable:
+    """Wraps a backend so that once the monitor is stopping no further move starts."""
+
+    def __init__(self, inner: Backend, stop: threading.Event) -> None:
+        self.inner, self.stop, self.name = inner, stop, inner.name
+
+    def argv(self, move: Move) -> list[str]:
+        return self.inner.argv(move)
+
+    def run(self, move: Move, argv: Sequence[str]) -> Outcome:
+        if self.stop.is_set():
+            return Outcome(False, None, "not started: the monitor is stopping", tuple(argv))
+        return self.inner.run(move, argv)
+
+
+def _store_plan(engine: Engine, run_id: int, plan: Plan, now: float) -> int:
+    """Keep a plan for ``lbm plan --apply`` (the 'recommend' level); older open ones lapse."""
+    moves = [
+        {"ve": m.ve, "src": m.src, "dst": m.dst, "kind": m.kind, "reason": m.reason,
+         "bytes": m.bytes}
+        for m in plan.moves
+    ]
+    with engine.begin() as conn:
+        conn.execute(plans.update().where(plans.c.state == "open").values(state="superseded"))
+        row = conn.execute(
+            insert(plans).values(run_id=run_id, created_at=now, algorithm=plan.algorithm,
+                                 score_before=plan.score_before, score_after=plan.score_after,
+                                 moves=json.dumps(moves), state="open").returning(plans.c.id)
+        ).one()
+    return int(row[0])
+
+
+def alerts(problem: Problem) -> list[dict[str, object]]:
+    """Hook events for hot nodes and for pairs that could not fail over now."""
+    out: list[dict[str, object]] = []
+    util = problem.utilisation()
+    limit = problem.settings.max_utilisation
+    for n, r in zip(*np.nonzero(util > limit), strict=True):
+        out.append({"event": "hotspot", "node": problem.nodes[n],
+                    "resource": problem.resources[r], "utilisation": round(float(util[n, r]), 4),
+                    "limit": float(limit[r])})
+    room = headroom(problem)
+    for p, r in zip(*np.nonzero(room < 0), strict=True):
+        members = [problem.nodes[i] for i in np.flatnonzero(problem.pair == p)]
+        out.append({"event": "failover_broken", "nodes": members,
+                    "resource": problem.resources[r], "short_by": round(float(-room[p, r]), 4)})
+    return out
+
+
+# -- the monitor ----------------------------------------------------------------------------
+
+
+class Monitor:
+    """One monitor process: ``run_once`` for cron sites, ``serve`` for a long-running one."""
+
+    def __init__(
+        self,
+        config_path: str | Path | None,
+        *,
+        holder: str | None = None,
+        clock: Callable[[], float] = time.time,
+        settings: MonitorSettings | None = None,
+        runner: presets.Runner = presets.run_argv,
+    ) -> None:
+        self.config_path = config_path
+        self.holder = holder or lease.default_holder()
+        self.clock = clock
+        self.runner = runner
+        self.stopping = threading.Event()
+        self.reloading = threading.Event()
+        self._fixed = settings
+        self._busy = threading.Lock()  # one job at a time, reloads wait for it
+        self.config, self.settings, self.engine = self._load()
+
+    def _load(self) -> tuple[Config, MonitorSettings, Engine]:
+        config = load(self.config_path)
+        settings = self._fixed or settings_from(config)
+        return config, settings, connect(config.database)
+
+    # signals ------------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        """SIGTERM/SIGINT: stop after the move in flight; SIGHUP: reload the config."""
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(signal.SIGHUP, lambda *_: self.reloading.set())
+
+    def stop(self) -> None:
+        log.info("%s", KV("stopping", holder=self.holder))
+        self.stopping.set()
+
+    def reload(self) -> None:
+        """Re-read the config (between jobs); a bad file keeps the old one and says why."""
+        self.reloading.clear()
+        with self._busy:
+            try:
+                config, settings, engine = self._load()
+            except LbvmError as exc:
+                log.error("%s", KV("reload_failed", error=exc))
+                return
+            old, self.engine = self.engine, engine
+            self.config, self.settings = config, settings
+            old.dispose()
+        log.info("%s", KV("reloaded", config=self.config_path or "-"))
+
+    # one run -------------------------------------------------------------------------------
+
+    def lead(self) -> bool:
+        """Take or keep the monitor lease; False: another monitor is active."""
+        lease.break_dead(self.engine, MONITOR_LEASE)
+        return lease.acquire(self.engine, MONITOR_LEASE, self.holder, self.settings.lease_ttl,
+                             now=self.clock())
+
+    def run_once(self, nightly: bool = False) -> TickResult:
+        """One check (or nightly run) for cron sites: lead, reconcile, run, let go."""
+        if not self.lead():
+            other = lease.holder(self.engine, MONITOR_LEASE, now=self.clock())
+            log.info("%s", KV("passive", holder=self.holder, active=other or "-"))
+            return TickResult(False, "passive", message=f"monitor {other} is active")
+        try:
+            with lease.Keeper(self.engine, MONITOR_LEASE, self.holder, self.settings.lease_ttl,
+                              clock=self.clock):
+                found = self.reconcile()
+                result = self.tick(nightly)
+            return TickResult(**{**result.__dict__, "reconciled": found})
+        finally:
+            lease.release(self.engine, MONITOR_LEASE, self.holder)
+
+    def reconcile(self) -> tuple[Reconciled, ...]:
+        """Settle moves a crash left 'running', under the mover lease (skipped if it is busy)."""
+        with self.engine.connect() as conn:
+            unsettled = conn.execute(
+                select(moves.c.id).where(moves.c.state.in_(("planned", "running"))).limit(1)
+            ).first()
+        if unsettled is None:
+            return ()
+        ttl = self.settings.lease_ttl
+        lease.break_dead(self.engine, lease.MOVER)
+        if not lease.acquire(self.engine, lease.MOVER, self.holder, ttl, now=self.clock()):
+            other = lease.holder(self.engine, lease.MOVER, now=self.clock())
+            log.info("%s", KV("reconcile_deferred", mover=other or "-"))
+            return ()
+        try:
+            return tuple(reconcile(self.engine, self.config, timeout=self.settings.locate_timeout,
+                                   run=self.runner, now=self.clock()))
+        finally:
+            lease.release(self.engine, lease.MOVER, self.holder)
+
+    def tick(self, nightly: bool) -> TickResult:
+        """Ingest, plan, and at night act on the automation level."""
+        with self._busy:
+            return self._tick(nightly)
+
+    def _tick(self, nightly: bool) -> TickResult:
+        job = "nightly" if nightly else "check"
+        if self.stopping.is_set():
+            return TickResult(True, "error", message="stopping")
+        config, engine, level = self.config, self.engine, self.settings.automation
+        now = self.clock()
+        try:
+            got = ingest(engine, config.spool, now=now)
+            log.info("%s", KV("ingested", job=job, files=got.files, ve_rows=got.ve_rows,
+                              quarantined=got.quarantined))
+        except LbvmError as exc:  # planning on what the store has is still worth it
+            log.error("%s", KV("ingest_failed", job=job, error=exc))
+        execute = nightly and level == "execute"
+        backend = None
+        if execute:
+            backend = _Stoppable(backend_from_config(config, engine), self.stopping)
+        try:
+            cycle = run_cycle(engine, config, execute=execute, backend=backend, now=now, kind=job)
+        except StaleData as exc:
+            with engine.begin() as conn:
+                record_event(conn, "warning", "stale", job, f"{job} refused to plan: {exc}", now)
+            log.warning("%s", KV("stale_data", job=job, reason=exc))
+            return TickResult(True, "stale", message=str(exc))
+        except LbvmError as exc:
+            log.error("%s", KV("cycle_failed", job=job, error=exc))
+            return TickResult(True, "error", message=str(exc))
+        self._report(job, cycle)
+        if nightly and level == "recommend" and cycle.valid and cycle.plan.moves:
+            plan_id = _store_plan(engine, cycle.run_id, cycle.plan, now)
+            log.info("%s", KV("plan_stored", plan=plan_id, moves=len(cycle.plan.moves)))
+        if cycle.results:
+            self._after_moves(cycle.results)
+        moved = sum(r.state == "done" for r in cycle.results)
+        return TickResult(True, cycle.status, cycle.run_id, len(cycle.plan.moves), moved,
+                          message="; ".join(cycle.reasons))
+
+    def _report(self, job: str, cycle: CycleResult) -> None:
+        plan = cycle.plan
+        log.info("%s", KV(job, run=cycle.run_id, status=cycle.status, moves=len(plan.moves),
+                          score_before=f"{plan.score_before:.4f}",
+                          score_after=f"{plan.score_after:.4f}",
+                          automation=self.settings.automation))
+        for reason in cycle.reasons:
+            log.warning("%s", KV("plan_refused", run=cycle.run_id, reason=reason))
+        for event in alerts(cycle.problem):
+            log.warning("%s", KV(str(event["event"]), **{k: v for k, v in event.items()
+                                                          if k != "event"}))
+            hooks.run_hook(self.settings.hook, event, self.settings.hook_timeout)
+
+    def _after_moves(self, results: Sequence[MoveResult]) -> None:
+        """Check each finished move against where the VE really is; tell the hook."""
+        for r in results:
+            m = r.move
+            base = {"ve": m.ve, "src": m.src, "dst": m.dst, "kind": m.kind, "move_id": r.move_id}
+            if r.state == "done":
+                loc = where_is(self.engine, self.config, m.ve, [m.dst, m.src],
+                               timeout=self.settings.locate_timeout, run=self.runner)
+                if loc.node is not None and loc.node != m.dst:
+                    msg = f"move {r.move_id} reported done but VE {m.ve} is on {loc.node}"
+                    with self.engine.begin() as conn:
+                        set_ve_node(conn, m.ve, loc.node)
+                        record_event(conn, "error", "location", m.ve, msg)
+                    log.error("%s", KV("location_mismatch", move=r.move_id, ve=m.ve,
+                                       expected=m.dst, found=loc.node))
+                    hooks.run_hook(self.settings.hook, {"event": "move_failed", **base,
+                                   "reason": msg}, self.settings.hook_timeout)
+                    continue
+                hooks.run_hook(self.settings.hook, {"event": "move_done", **base},
+                               self.settings.hook_timeout)
+            elif r.state in ("failed", "unknown"):
+                reason = r.outcome.output.strip().splitlines()[-1:] if r.outcome else []
+                hooks.run_hook(self.settings.hook, {"event": "move_failed", **base,
+                               "state": r.state, "reason": reason[0] if reason else ""},
+                               self.settings.hook_timeout)
+
+    # the long-running service --------------------------------------------------------------
+
+    def serve(self) -> None:
+        """Run until stopped: lead when the lease allows, run the jobs while leading."""
+        from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        # The job store shares the store's engine (SQLite pragmas, PostgreSQL timeouts). Its
+        # table is created first on its own: two monitors starting at once may race there.
+        store = SQLAlchemyJobStore(engine=self.engine)
+        try:
+            store.jobs_t.create(self.engine, checkfirst=True)
+        except SQLAlchemyError:
+            log.debug("job table created by another monitor just now")
+        scheduler = BackgroundScheduler(
+            jobstores={"default": store},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        scheduler.start(paused=True)
+        _SERVING[self.holder] = self
+        active = False
+        try:
+            while not self.stopping.is_set():
+                if self.reloading.is_set():
+                    self.reload()
+                    if active:
+                        schedule(scheduler, self)
+                held = self._lead_safely()
+                if held and not active:
+                    log.info("%s", KV("active", holder=self.holder))
+                    self.reconcile()
+                    schedule(scheduler, self)
+                    scheduler.resume()
+                    active = True
+                elif not held and active:
+                    log.warning("%s", KV("passive", holder=self.holder, reason="lease lost"))
+                    scheduler.pause()
+                    active = False
+                self.stopping.wait(self.settings.lease_ttl / 3)
+        finally:
+            scheduler.shutdown(wait=True)  # the job in flight ends after its current move
+            _SERVING.pop(self.holder, None)
+            lease.release(self.engine, MONITOR_LEASE, self.holder)
+            log.info("%s", KV("stopped", holder=self.holder))
+
+    def _lead_safely(self) -> bool:
+        try:
+            return self.lead()
+        except (LbvmError, SQLAlchemyError) as exc:  # the database may be briefly away
+            log.error("%s", KV("lease_error", error=exc))
+            return False
+
+
+# -- scheduler jobs ---------------------------------------------------------------------------
+
+# The job store keeps a textual reference to a plain function plus pickled arguments, so a
+# job finds its monitor here, by holder. A job whose monitor is not serving does nothing.
+_SERVING: dict[str, Monitor] = {}
+CHECK_JOB, NIGHTLY_JOB = "lbvm-check", "lbvm-nightly"
+
+
+def run_job(holder: str, nightly: bool) -> None:
+    """What the scheduler calls; never raises (a failing job must not kill the scheduler)."""
+    monitor = _SERVING.get(holder)
+    if monitor is None or monitor.stopping.is_set():
+        log.info("%s", KV("job_skipped", holder=holder, nightly=nightly))
+        return
+    try:
+        monitor.tick(nightly)
+    except Exception as exc:
+        log.exception("%s", KV("job_crashed", nightly=nightly, error=exc))
+
+
+def schedule(scheduler: BaseScheduler, monitor: Monitor) -> None:
+    """(Re)place both jobs with the monitor's current settings; the first check runs now."""
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    s = monitor.settings
+    hour, minute = s.nightly_time
+    scheduler.add_job(
+        run_job, IntervalTrigger(seconds=s.check_every), args=(monitor.holder, False),
+        id=CHECK_JOB, name="check", replace_existing=True,
+        misfire_grace_time=max(1, int(s.check_every)), next_run_time=datetime.now(UTC),
+    )
+    scheduler.add_job(
+        run_job, CronTrigger(hour=hour, minute=minute), args=(monitor.holder, True),
+        id=NIGHTLY_JOB, name="nightly", replace_existing=True,
+        misfire_grace_time=max(1, int(s.misfire_grace)),
+    )
