@@ -379,27 +379,35 @@ def _repair(st: _State) -> list[str]:
             names = "+".join(st.p.nodes[m] for m in np.flatnonzero(st.pair == p))
             st.apply(pick, f"pair {names} cannot fail over; ")
     if n_nodes0 or n_pairs0:
-        notes.insert(
-            0,
-            f"{n_nodes0} node(s) over max_utilisation and {n_pairs0} pair(s) unable to fail "
-            f"over at the start: {len(st.moves) - first} repair move(s) come first",
-        )
+        what = [f"{n_nodes0} node(s) over max_utilisation"] if n_nodes0 else []
+        what += [f"{n_pairs0} pair(s) unable to fail over"] if n_pairs0 else []
+        notes.insert(0, f"{' and '.join(what)} at the start: "
+                        f"{len(st.moves) - first} repair move(s) come first")
     return notes
+
+
+def _next_move(st: _State) -> _Pick | None:
+    """The best move that gains more than min_gain, widening the net when needed."""
+    pick = None
+    for k_src, k_dst in NETS:
+        vs, ds = st.net(k_src, k_dst)
+        pick = st.best(vs, ds, min_gain=st.p.settings.min_gain)
+        if pick is not None or (k_src >= st.n and k_dst >= st.n):
+            break
+    return pick
 
 
 def _balance(st: _State) -> list[str]:
     """Greedy best-gain moves until nothing gains more than min_gain or the budget is spent."""
-    min_gain = st.p.settings.min_gain
     if not (st.w > 0).any():
         return ["no resource has a weight: nothing to balance"]
     while st.budget_left():
-        pick = None
-        for k_src, k_dst in NETS:
-            vs, ds = st.net(k_src, k_dst)
-            pick = st.best(vs, ds, min_gain=min_gain)
-            if pick is not None or (k_src >= st.n and k_dst >= st.n):
-                break
+        pick = _next_move(st)
         if pick is None:
             return []
         st.apply(pick, "")
-    return [f"move budget ({st.p.settings.max_moves}) spent; more moves would still help"]
+    pick = _next_move(st)
+    if pick is None:
+        return []
+    return [f"move budget ({st.p.settings.max_moves}) spent; the next move would have "
+            f"lowered the spread by {pick.gain:.4f}"]
