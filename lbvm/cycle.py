@@ -131,6 +131,7 @@ def one_move_plan(problem: Problem, ve: str, node: str) -> tuple[Plan, tuple[str
     cost = int(problem.move_cost[v, 0 if same_pair else 1])
     move = Move(ve, problem.nodes[s], node, kind, "requested by the operator", cost)
     plan = Plan("manual", (move,), problem.score(), problem.score(after))
+    # The validator refuses a move to the node it starts from too, in its own words.
     return plan, ((f"VE {ve} is already on {node}",) if s == n else ())
 
 
@@ -150,7 +151,7 @@ def apply_plan(
         message = f"plan refused: {'; '.join(reasons)}"
         journal.finish_run(engine, run_id, "refused", plan.score_before, plan.score_after, message)
         _event(engine, "warning", f"run {run_id}", message)
-        log.warning("run %s: %s", run_id, message)
+        log.info("run %s: %s", run_id, message)
         return CycleResult(run_id, problem, plan, reasons, (), "refused")
     if not execute or not plan.moves:
         message = f"{len(plan.moves)} move(s) {'executed' if execute else 'planned, not executed'}"
@@ -210,6 +211,7 @@ def _execute_leased(
     engine: Engine, config: Config, plan: Plan, backend: Backend | None, run_id: int
 ) -> list[MoveResult]:
     me = lease.default_holder()
+    lease.break_dead(engine, lease.MOVER)  # a crashed lbm on this host need not block us
     if not lease.acquire(engine, lease.MOVER, me, LEASE_TTL):
         other = lease.holder(engine, lease.MOVER) or "another actor"
         raise ExecutorError(f"VEs are being moved by {other}; try again when it is done")

@@ -1,0 +1,1 @@
+"""One module per `lbm` command (or small family), loaded only when that command runs."""

@@ -1,0 +1,31 @@
+"""`lbm migrate`: one operator-chosen move, through the same validator and journal."""
+
+from __future__ import annotations
+
+import click
+
+from lbm.commands.rebalance import act
+from lbm.context import State, pass_state
+from lbm.output import output_options
+
+
+@click.command()
+@click.argument("veid")
+@click.argument("node")
+@click.option("--dry-run", is_flag=True, help="Validate only; move nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Execute without asking for confirmation.")
+@output_options
+@pass_state
+def migrate(state: State, veid: str, node: str, dry_run: bool, yes: bool, fmt: str) -> None:
+    """Move one VE to another node, through the plan validator.
+
+    A move inside the VE's pair is a switchover; to another pair, a migration. It is refused
+    with the validator's reasons when the target would be over [balance].max_utilisation,
+    a pair could no longer fail over, the VE is pinned, or the node is in maintenance.
+
+    Example: lbm migrate 101 vz2a --yes
+    """
+    from lbvm.cycle import prepare_move
+
+    prepared = prepare_move(state.engine, state.config, veid, node)
+    act(state, prepared, dry_run=dry_run, yes=yes, fmt=fmt)
