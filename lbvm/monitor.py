@@ -307,11 +307,20 @@ class Monitor:
 
     # signals ------------------------------------------------------------------------------
 
-    def install_signals(self) -> None:
-        """SIGTERM/SIGINT: stop after the move in flight; SIGHUP: reload the config."""
-        signal.signal(signal.SIGTERM, lambda *_: self.stop())
-        signal.signal(signal.SIGINT, lambda *_: self.stop())
-        signal.signal(signal.SIGHUP, lambda *_: self.reloading.set())
+    def install_signals(self) -> Callable[[], None]:
+        """SIGTERM/SIGINT: stop after the move in flight; SIGHUP: reload the config.
+
+        Returns a function that puts the previous handlers back.
+        """
+        wanted = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
+                  signal.SIGHUP: self.reloading.set}
+        before = {sig: signal.signal(sig, lambda *_, do=do: do()) for sig, do in wanted.items()}
+
+        def restore() -> None:
+            for sig, old in before.items():
+                signal.signal(sig, old)
+
+        return restore
 
     def stop(self) -> None:
         log.info("%s", KV("stopping", holder=self.holder))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
 import os
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -14,11 +16,10 @@ from lbm.context import State, pass_state
 SYSLOG_SOCKET = "/dev/log"
 
 
-def _logging(foreground: bool) -> None:
-    """key=value lines at info level: to stderr in the foreground (journald keeps them),
-    else to syslog (facility daemon) when there is one."""
-    root = logging.getLogger()
-    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))
+@contextlib.contextmanager
+def _logging(foreground: bool) -> Iterator[None]:
+    """key=value lines of the ``lbvm`` loggers at info level, for as long as the command runs:
+    to stderr in the foreground (journald keeps them), else to syslog (facility daemon)."""
     handler: logging.Handler
     if foreground or not os.path.exists(SYSLOG_SOCKET):
         handler = logging.StreamHandler(sys.stderr)
@@ -29,9 +30,18 @@ def _logging(foreground: bool) -> None:
         )
         handler.ident = "lbvm-monitor: "
         handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
+    logger = logging.getLogger("lbvm")
+    saved = logger.level, logger.propagate
+    logger.setLevel(min(logging.getLogger().getEffectiveLevel(), logging.INFO))
+    logger.propagate = False  # the root handler would print every line a second time
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 @click.command()
@@ -57,13 +67,16 @@ def monitor(state: State, once: bool, nightly: bool, foreground: bool) -> None:
 
     if nightly and not once:
         raise click.UsageError("--nightly goes with --once (the service schedules it itself)")
-    _logging(foreground)
-    mon = Monitor(state.config_path)
-    mon.install_signals()
-    if not once:
-        mon.serve()
-        return
-    result = mon.run_once(nightly=nightly)
-    if result.status in ("error", "failed"):
+    with _logging(foreground):
+        mon = Monitor(state.config_path)
+        restore = mon.install_signals()
+        try:
+            if not once:
+                mon.serve()
+                return
+            result = mon.run_once(nightly=nightly)
+        finally:
+            restore()
+    if result.status in ("error", "failed", "stale"):  # cron mails the operator
         raise click.ClickException(result.message or f"the {'nightly' if nightly else 'check'} "
                                    f"run {result.run_id} {result.status}")
