@@ -64,7 +64,7 @@ class KV:
     def __str__(self) -> str:
         parts = [f"event={self.event}"]
         for key, value in self.values.items():
-            text = str(value)
+            text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
             if not text or any(c in text for c in ' "='):
                 text = json.dumps(text)
             parts.append(f"{key}={text}")

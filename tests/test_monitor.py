@@ -228,8 +228,8 @@ def test_reload_reads_the_config_again_and_keeps_it_when_bad(site: Path) -> None
 
 
 def test_log_lines_are_key_value() -> None:
-    line = str(KV("moved", ve="101", reason="node vz1a hot", n=3))
-    assert line == 'event=moved ve=101 reason="node vz1a hot" n=3'
+    line = str(KV("moved", ve="101", reason="node vz1a hot", n=3, nodes=["a", "b"]))
+    assert line == 'event=moved ve=101 reason="node vz1a hot" n=3 nodes=a,b'
 
 
 def test_location_is_checked_after_each_move(
