@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -357,9 +357,7 @@ class Monitor:
         try:
             with lease.Keeper(self.engine, MONITOR_LEASE, self.holder, self.settings.lease_ttl,
                               clock=self.clock):
-                found = self.reconcile()
-                result = self.tick(nightly)
-            return TickResult(**{**result.__dict__, "reconciled": found})
+                return self.tick(nightly)
         finally:
             lease.release(self.engine, MONITOR_LEASE, self.holder)
 
@@ -384,9 +382,10 @@ class Monitor:
             lease.release(self.engine, lease.MOVER, self.holder)
 
     def tick(self, nightly: bool) -> TickResult:
-        """Ingest, plan, and at night act on the automation level."""
+        """Settle what a crash left, ingest, plan, and at night act on the automation level."""
         with self._busy:
-            return self._tick(nightly)
+            found = self.reconcile()
+            return replace(self._tick(nightly), reconciled=found)
 
     def _tick(self, nightly: bool) -> TickResult:
         job = "nightly" if nightly else "check"
