@@ -17,6 +17,9 @@ from test_cycle import CLUSTER, GIB, write_cluster, write_config
 
 from lbm.cli import COMMANDS, SUMMARIES, main
 from lbm.output import render
+from lbvm import journal
+from lbvm.config import load
+from lbvm.store.engine import connect
 
 BIN = Path(__file__).resolve().parent / "bin"
 FORMATS = ("table", "json", "csv")
@@ -50,6 +53,14 @@ def ok(cfg: Path | None, *args: str, input: str | None = None) -> str:
 
 def placement(cfg: Path) -> dict[str, str]:
     return {r["ve"]: r["node"] for r in json.loads(ok(cfg, "list", "--format", "json"))}
+
+
+def run_statuses(cfg: Path) -> list[str]:
+    engine = connect(load(cfg).database)
+    try:
+        return list(journal.runs_frame(engine)["status"])
+    finally:
+        engine.dispose()
 
 
 # -- meta ---------------------------------------------------------------------------------
@@ -194,6 +205,10 @@ def test_rebalance_asks_first(cfg: Path) -> None:
     assert "not confirmed; nothing moved" in declined.output
     assert "Execute" in declined.output and "simulate backend" in declined.output
     assert placement(cfg) == before
+    no_input = lbm(cfg, "rebalance")  # cron without --yes: end of input means no
+    assert no_input.exit_code == 1 and "nothing moved" in no_input.output
+    assert placement(cfg) == before
+    assert run_statuses(cfg) == ["done", "done"], "declined runs must not stay 'running'"
     dry = lbm(cfg, "rebalance", "--dry-run")
     assert dry.exit_code == 0 and "plan by balance" in dry.output
     assert placement(cfg) == before

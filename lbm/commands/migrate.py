@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from lbm.commands.rebalance import act
+from lbm.commands.rebalance import act, backend_for
 from lbm.context import State, pass_state
 from lbm.output import output_options
 
@@ -27,5 +27,6 @@ def migrate(state: State, veid: str, node: str, dry_run: bool, yes: bool, fmt: s
     """
     from lbvm.cycle import prepare_move
 
+    backend = backend_for(state, dry_run)
     prepared = prepare_move(state.engine, state.config, veid, node)
-    act(state, prepared, dry_run=dry_run, yes=yes, fmt=fmt)
+    act(state, prepared, backend, yes=yes, fmt=fmt)

@@ -12,30 +12,48 @@ from lbm.output import output_options
 
 if TYPE_CHECKING:
     from lbvm.cycle import Prepared
+    from lbvm.executor import Backend
 
 
-def act(state: State, prepared: Prepared, *, dry_run: bool, yes: bool, fmt: str) -> None:
-    """Show the plan, ask unless --yes, execute with the configured backend, show results.
+def backend_for(state: State, dry_run: bool) -> Backend | None:
+    """The configured backend, built before a run opens so a bad template fails first."""
+    from lbvm.executor import backend_from_config
 
-    Exits 1 when the plan is refused, the operator declines, or a move fails.
+    return None if dry_run else backend_from_config(state.config, state.engine)
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on stderr; end of input or Ctrl-C counts as no."""
+    try:
+        return click.confirm(question, err=True)
+    except click.Abort:
+        click.echo("", err=True)
+        return False
+
+
+def act(
+    state: State, prepared: Prepared, backend: Backend | None, *, yes: bool, fmt: str
+) -> None:
+    """Show the plan, ask unless --yes, execute with ``backend``, show the results.
+
+    ``backend`` None means a dry run. Exits 1 when the plan is refused, the operator
+    declines, or a move fails.
     """
     from lbvm.cycle import apply_plan
-    from lbvm.executor import backend_from_config
 
     engine, config = state.engine, state.config
     plan = prepared.plan
-    if prepared.reasons or dry_run or not plan.moves:
+    if prepared.reasons or backend is None or not plan.moves:
         result = apply_plan(engine, config, prepared, execute=False)
         show(plan_doc(plan, result.reasons, run_id=result.run_id, status=result.status), fmt)
         if result.reasons:
             raise click.ClickException("the plan was refused by the validator; nothing moved")
         return
-    backend = backend_from_config(config, engine)
     if not yes:
         if fmt == "table":
             show(plan_doc(plan, ()), fmt)
         question = f"Execute {len(plan.moves)} move(s) with the {backend.name} backend?"
-        if not click.confirm(question, err=True):
+        if not _confirmed(question):
             apply_plan(engine, config, prepared, execute=False)
             raise click.ClickException("not confirmed; nothing moved")
     result = apply_plan(engine, config, prepared, execute=True, backend=backend)
@@ -71,5 +89,6 @@ def rebalance(
     """
     from lbvm.cycle import prepare
 
+    backend = backend_for(state, dry_run)
     prepared = prepare(state.engine, state.config, algorithm=algorithm, kind="rebalance")
-    act(state, prepared, dry_run=dry_run, yes=yes, fmt=fmt)
+    act(state, prepared, backend, yes=yes, fmt=fmt)
