@@ -59,3 +59,10 @@ def temp_table(conn: Connection, name: str, *columns: sa.Column) -> sa.Table:
     conn.exec_driver_sql(f'DROP TABLE IF EXISTS {schema}."{name}"')
     table.create(conn)
     return table
+
+
+def analyze(conn: Connection, table: sa.Table) -> None:
+    """Give PostgreSQL's planner row counts for a fresh temp table (it never auto-analyzes
+    them, and guesses badly for joins against big tables)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f'ANALYZE "{table.name}"')

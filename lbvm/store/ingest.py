@@ -122,6 +122,7 @@ def ingest(
     spool = Path(spool)
     found = spoolread.scan(spool)
     result = IngestResult(skipped=len(found.skipped))
+    made: set[Path] = set()  # done/ and quarantine/ folders known to exist
     if found.skipped:
         for why in found.skipped:
             log.warning("%s", why)
@@ -130,7 +131,7 @@ def ingest(
             record_events(conn, [Event("warning", "spool", None, w, stamp) for w in found.skipped])
     for start in range(0, len(found.files), batch_files):
         chunk = found.files[start : start + batch_files]
-        result = result + _ingest_batch(engine, spool, chunk, now)
+        result = result + _ingest_batch(engine, spool, chunk, now, made)
         if progress is not None:
             progress(len(chunk))
     log.info(
@@ -166,7 +167,7 @@ def _read(todo: Sequence[SpoolFile]) -> _Batch:
 
 
 def _ingest_batch(
-    engine: Engine, spool: Path, chunk: Sequence[SpoolFile], now: float | None
+    engine: Engine, spool: Path, chunk: Sequence[SpoolFile], now: float | None, made: set[Path]
 ) -> IngestResult:
     try:
         ledger = _ledger(engine, chunk)
@@ -212,12 +213,10 @@ def _ingest_batch(
         ) from None
     for _, why in bad:
         log.error("quarantined %s", why)
-    _move([*loaded, *(f for f in already if ledger[(f.node, f.name)] == "ingested")], spool, "done")
-    _move(
-        [f for f, _ in bad] + [f for f in already if ledger[(f.node, f.name)] != "ingested"],
-        spool,
-        "quarantine",
-    )
+    done = [*loaded, *(f for f in already if ledger[(f.node, f.name)] == "ingested")]
+    _move(done, spool / "done", made)
+    bad_files = [f for f, _ in bad] + [f for f in already if ledger[(f.node, f.name)] != "ingested"]
+    _move(bad_files, spool / "quarantine", made)
     return IngestResult(
         files=len(loaded),
         ve_rows=ve_rows,
@@ -228,19 +227,19 @@ def _ingest_batch(
     )
 
 
-def _move(files: Sequence[SpoolFile], spool: Path, where: str) -> None:
-    made: set[str] = set()
+def _move(files: Sequence[SpoolFile], where: Path, made: set[Path]) -> None:
+    """Move files to ``where/<node>/`` (after the commit: the ledger already has them)."""
     for f in files:
-        target = spool / where / f.node
-        if f.node not in made:
+        target = where / f.node
+        if target not in made:
             target.mkdir(parents=True, exist_ok=True)
-            made.add(f.node)
+            made.add(target)
         try:
             os.replace(f.path, target / f.name)
         except FileNotFoundError:
             log.info("%s already moved", f.path)
         except OSError as error:  # the ledger has it: the next run moves it again
-            log.warning("cannot move %s to %s/: %s", f.path, where, error)
+            log.warning("cannot move %s to %s: %s", f.path, target, error)
 
 
 def _drop_known(
@@ -310,6 +309,7 @@ def _store_ves(conn: Connection, frame: pd.DataFrame) -> tuple[int, int]:
         sa.Column("last_seen", sa.Float),
     )
     bulk.insert_frame(conn, tmp, summary.reset_index())
+    bulk.analyze(conn, tmp)
     frame, dups = _drop_known(conn, frame, "ve", ve_samples, tmp, "ve")
     types = {"cpu_raw": "Int64", "cpu_hz": "Int64", "uptime": "Float64"}
     prev = _previous(conn, "ve", ve_samples, tmp, "ve", types)
