@@ -1,0 +1,114 @@
+"""The local backlog: samples kept on the node while the shared spool is unreachable.
+
+Files are spool documents under their spool names, written atomically. The backlog is
+bounded: when full the OLDEST sample goes and a ``dropped`` counter file says how many went.
+``flush`` moves them into the spool, oldest first, each removed only once the spool holds it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from lblog import spool
+from lblog.errors import ParseError
+from lblog.sample import Sample
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("/var/lib/lblog/backlog")
+DEFAULT_MAX = 2016  # a week of 5-minute samples
+DROPPED = "dropped"
+BAD = "bad"  # unreadable backlog files are moved here, never deleted
+
+
+def pending(backlog: Path) -> list[Path]:
+    """Backlog samples, oldest first (by the UTC stamp in the name); [] when no backlog."""
+    try:
+        names = [
+            n for n in os.listdir(backlog) if n.endswith(spool.SUFFIX) and not n.startswith(".")
+        ]
+    except FileNotFoundError:
+        return []
+    names.sort(key=lambda n: (n[n.rfind("-") + 1 :], n))
+    return [Path(backlog) / n for n in names]
+
+
+def dropped(backlog: Path) -> int:
+    """How many samples the backlog has dropped since it was created."""
+    path = Path(backlog) / DROPPED
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return 0
+    try:
+        return max(0, int(text.strip()))
+    except ValueError:
+        log.warning("%s: unreadable drop counter %r, counting from 0", path, text[:40])
+        return 0
+
+
+def save(backlog: Path, sample: Sample, max_files: int = DEFAULT_MAX) -> tuple[Path, int]:
+    """Keep ``sample`` in the backlog; return its path and how many old samples were dropped.
+
+    Makes room first, so the backlog never holds more than ``max_files`` samples.
+    """
+    if max_files < 1:
+        raise ValueError(f"backlog size must be at least 1, not {max_files}")
+    backlog = Path(backlog)
+    backlog.mkdir(parents=True, exist_ok=True)
+    old = pending(backlog)
+    excess = old[: max(0, len(old) - max_files + 1)]
+    for path in excess:
+        path.unlink(missing_ok=True)
+    if excess:
+        _write_atomic(backlog, DROPPED, f"{dropped(backlog) + len(excess)}\n".encode())
+        log.warning(
+            "backlog %s full (%d): dropped the %d oldest sample(s)", backlog, max_files, len(excess)
+        )
+    path = _write_atomic(backlog, spool.file_name(sample), spool.encode(sample))
+    return path, len(excess)
+
+
+def flush(backlog: Path, spool_dir: Path) -> tuple[int, OSError | None]:
+    """Move backlog samples into ``spool_dir``, oldest first.
+
+    Returns how many moved and the OSError that stopped it (None when all moved): the rest
+    stay for the next run. A backlog file that cannot be read is moved to
+    ``<backlog>/bad/`` and logged, never deleted.
+    """
+    moved = 0
+    for path in pending(backlog):
+        try:
+            sample = spool.to_sample(spool.read(path))
+        except (ParseError, TypeError, ValueError, KeyError) as exc:
+            bad = Path(backlog) / BAD
+            bad.mkdir(exist_ok=True)
+            os.replace(path, bad / path.name)
+            log.error("backlog file %s is unreadable (%s); kept in %s", path, exc, bad)
+            continue
+        try:
+            spool.write(spool_dir, sample)
+        except OSError as exc:
+            return moved, exc
+        path.unlink()
+        moved += 1
+    return moved, None
+
+
+def _write_atomic(directory: Path, name: str, data: bytes) -> Path:
+    """Temp name in ``directory``, fsync, rename: readers see all of it or nothing."""
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        final = Path(directory) / name
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final

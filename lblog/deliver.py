@@ -1,0 +1,134 @@
+"""Put one sample where the monitor will find it, or keep it locally until it can.
+
+Under the flock ``<spool>/incoming/<node>/.lock``: flush the local backlog into the spool
+(oldest first), then write the new sample. When the spool is missing, read-only, full or
+failing (any OSError: ENOENT, EROFS, ENOSPC, EACCES, EIO, ESTALE, ...), the sample goes to
+the backlog instead, so nothing is lost while shared storage is away.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from lblog import backlog as backlog_mod
+from lblog import spool
+from lblog.errors import SpoolError
+from lblog.lock import locked
+from lblog.sample import Sample
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".lock"
+DEFAULT_LOCK_WAIT = 20.0
+# flock cannot work here (NFS without a lock daemon): lock locally instead, which still
+# keeps this node's own runs apart, the only writers of its spool directory.
+_NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a sample went. ``reason`` says why the spool was not used (None when it was)."""
+
+    path: Path
+    backlogged: bool
+    flushed: int = 0
+    dropped: int = 0
+    pending: int = 0
+    reason: str | None = None
+
+
+def deliver(
+    sample: Sample,
+    spool_dir: Path,
+    backlog: Path = backlog_mod.DEFAULT_DIR,
+    *,
+    backlog_max: int = backlog_mod.DEFAULT_MAX,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> Delivery:
+    """Write ``sample`` to the spool (after flushing the backlog) or to the backlog.
+
+    Raises LockBusy when another run holds the lock too long, SpoolError when neither the
+    spool nor the backlog can take the sample (then nothing was written).
+    """
+    spool_dir, backlog = Path(spool_dir), Path(backlog)
+    with ExitStack() as stack:
+        try:
+            node_dir = _node_dir(spool_dir, sample.node)
+            stack.enter_context(_lock(node_dir / LOCK_NAME, backlog, lock_wait))
+        except OSError as exc:
+            return _keep(sample, backlog, backlog_max, lock_wait, _why(spool_dir, exc))
+        flushed = 0
+        try:
+            if backlog_mod.pending(backlog):
+                stack.enter_context(locked(_ensure(backlog) / LOCK_NAME, lock_wait))
+                flushed, stopped = backlog_mod.flush(backlog, spool_dir)
+                if stopped is not None:
+                    raise stopped
+            path = spool.write(spool_dir, sample)
+        except OSError as exc:
+            kept = _keep_unlocked(sample, backlog, backlog_max, _why(spool_dir, exc))
+            return Delivery(kept.path, True, flushed, kept.dropped, kept.pending, kept.reason)
+    if flushed:
+        log.info("flushed %d backlog sample(s) from %s into %s", flushed, backlog, spool_dir)
+    return Delivery(path, False, flushed)
+
+
+def _node_dir(spool_dir: Path, node: str) -> Path:
+    """``<spool>/incoming/<node>``, created below an EXISTING spool root only.
+
+    A spool root that is missing is an unmounted share: creating it would write samples
+    onto the node's own disk where the monitor never looks.
+    """
+    if not spool_dir.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "spool directory is missing", str(spool_dir))
+    directory = spool.node_dir(spool_dir, node)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _lock(path: Path, backlog: Path, wait: float) -> ExitStack:
+    """The spool lock, or a local one in the backlog when the spool cannot flock."""
+    stack = ExitStack()
+    try:
+        stack.enter_context(locked(path, wait))
+    except OSError as exc:
+        if exc.errno not in _NO_FLOCK:
+            raise
+        log.warning("%s: cannot flock (%s); locking %s instead", path, exc.strerror, backlog)
+        stack.enter_context(locked(_ensure(backlog) / LOCK_NAME, wait))
+    return stack
+
+
+def _keep(
+    sample: Sample, backlog: Path, backlog_max: int, lock_wait: float, reason: str
+) -> Delivery:
+    try:
+        with locked(_ensure(backlog) / LOCK_NAME, lock_wait):
+            return _keep_unlocked(sample, backlog, backlog_max, reason)
+    except OSError as exc:
+        raise SpoolError(f"cannot keep the sample: {reason}; backlog {backlog}: {exc}") from exc
+
+
+def _keep_unlocked(sample: Sample, backlog: Path, backlog_max: int, reason: str) -> Delivery:
+    try:
+        path, dropped = backlog_mod.save(backlog, sample, backlog_max)
+    except OSError as exc:
+        raise SpoolError(f"cannot keep the sample: {reason}; backlog {backlog}: {exc}") from exc
+    waiting = len(backlog_mod.pending(backlog))
+    log.warning("%s; sample kept in %s (%d waiting)", reason, backlog, waiting)
+    return Delivery(path, True, 0, dropped, waiting, reason)
+
+
+def _ensure(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _why(spool_dir: Path, exc: OSError) -> str:
+    name = errno.errorcode.get(exc.errno or 0, "error")
+    where = exc.filename or spool_dir
+    return f"spool {spool_dir} unusable ({name}: {exc.strerror or exc} at {where})"
