@@ -8,11 +8,14 @@ converts. The host (id 0) is not a VE and is left out.
 
 from __future__ import annotations
 
+import logging
 from typing import NamedTuple
 
 from lblog.errors import ParseError
 from lblog.procfile import uint, uints
 from lblog.sample import Beancounter
+
+log = logging.getLogger(__name__)
 
 # LONG_MAX of 64- and 32-bit kernels; both mean "unlimited" and one file can mix them.
 UNLIMITED = frozenset((9223372036854775807, 2147483647))
@@ -220,6 +223,7 @@ def parse_vzquota(text: str, path: str) -> dict[str, Quota]:
 
     Layout: a ``qid: path usage softlimit hardlimit time expire`` header, then per quota
     ``<id>: <path>``, a ``1k-blocks`` line and an ``inodes`` line of five numbers each.
+    A limit of 0 means no limit, as in Linux disk quotas.
     """
     result: dict[str, Quota] = {}
     qid: str | None = None
@@ -237,10 +241,16 @@ def parse_vzquota(text: str, path: str) -> dict[str, Quota]:
             continue
         if first not in ("1k-blocks", "inodes"):
             raise ParseError(path, lineno, f"unexpected line starting {first[:40]!r}")
-        if len(parts) != 6:
-            raise ParseError(path, lineno, f"expected 6 fields, found {len(parts)}")
         if qid is None:
             raise ParseError(path, lineno, f"{first} line before any '<id>:' line")
+        if len(parts) in (4, 5) and first == "1k-blocks":
+            # %15Lu columns with no separator run together for values of 15+ digits (a
+            # limit near LONG_MAX): usage cannot be told apart, so this quota is unknown.
+            uints(parts[1:], path, lineno, first)
+            log.debug("%s:%d: quota %s has run-together columns; skipped", path, lineno, qid)
+            continue
+        if len(parts) != 6:
+            raise ParseError(path, lineno, f"expected 6 fields, found {len(parts)}")
         values = uints(parts[1:], path, lineno, first)
         if first == "1k-blocks" and qid != HOST:
             result[qid] = Quota(values[0], values[1], values[2])

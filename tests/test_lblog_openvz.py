@@ -202,7 +202,14 @@ def test_vzquota():
     assert quotas["101"] == openvz.Quota(524288, 1048576, 1153434)
     assert quotas["101"].used_bytes == 524288 * 1024
     assert quotas["101"].limit_bytes == 1153434 * 1024
-    assert quotas["102"].limit_bytes is None  # LONG_MAX bytes shown in 1 KiB blocks
+    assert quotas["102"].limit_bytes is None  # 0: no limit
+    assert openvz.Quota(1, 2, openvz.UNLIMITED_KB).limit_bytes is None
+
+
+def test_vzquota_run_together_columns_make_that_quota_unknown():
+    huge = "  1k-blocks         1000009007199254740991 9007199254740991          0          0\n"
+    text = "qid: path usage softlimit hardlimit time expire\n103: /vz/private/103\n" + huge
+    assert openvz.parse_vzquota(text, "q") == {}
 
 
 def test_vzquota_error_line():
