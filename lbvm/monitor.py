@@ -296,6 +296,7 @@ class Monitor:
         self.runner = runner
         self.stopping = threading.Event()
         self.reloading = threading.Event()
+        self._wake = threading.Event()  # cuts the service loop's wait short on a signal
         self._fixed = settings
         self._busy = threading.Lock()  # one job at a time, reloads wait for it
         self.config, self.settings, self.engine = self._load()
@@ -313,7 +314,7 @@ class Monitor:
         Returns a function that puts the previous handlers back.
         """
         wanted = {signal.SIGTERM: self.stop, signal.SIGINT: self.stop,
-                  signal.SIGHUP: self.reloading.set}
+                  signal.SIGHUP: self.request_reload}
         before = {sig: signal.signal(sig, lambda *_, do=do: do()) for sig, do in wanted.items()}
 
         def restore() -> None:
@@ -325,6 +326,11 @@ class Monitor:
     def stop(self) -> None:
         log.info("%s", KV("stopping", holder=self.holder))
         self.stopping.set()
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        self.reloading.set()
+        self._wake.set()
 
     def reload(self) -> None:
         """Re-read the config (between jobs); a bad file keeps the old one and says why."""
@@ -482,6 +488,8 @@ class Monitor:
         )
         scheduler.start(paused=True)
         _SERVING[self.holder] = self
+        log.info("%s", KV("serving", holder=self.holder, check_every=self.settings.check_every,
+                          nightly_at=self.settings.nightly_at))
         active = False
         try:
             while not self.stopping.is_set():
@@ -500,7 +508,8 @@ class Monitor:
                     log.warning("%s", KV("passive", holder=self.holder, reason="lease lost"))
                     scheduler.pause()
                     active = False
-                self.stopping.wait(self.settings.lease_ttl / 3)
+                self._wake.wait(self.settings.lease_ttl / 3)
+                self._wake.clear()
         finally:
             scheduler.shutdown(wait=True)  # the job in flight ends after its current move
             _SERVING.pop(self.holder, None)

@@ -277,12 +277,12 @@ def _wait_for(what: Callable[[], object], timeout: float = 20.0) -> object:
 
 
 @pytest.mark.slow
-def test_two_serving_monitors_one_acts(site: Path) -> None:
-    procs = [
-        subprocess.Popen([sys.executable, "-c", SERVE, str(site)], stderr=subprocess.PIPE,
-                         text=True)
-        for _ in range(2)
-    ]
+def test_two_serving_monitors_one_acts(site: Path, tmp_path: Path) -> None:
+    logs = [tmp_path / f"monitor{i}.log" for i in range(2)]
+    procs = []
+    for path in logs:
+        with path.open("w") as err:  # the child keeps its own copy of the descriptor
+            procs.append(subprocess.Popen([sys.executable, "-c", SERVE, str(site)], stderr=err))
     eng = engine_of(site)
 
     def checks() -> int:
@@ -290,15 +290,21 @@ def test_two_serving_monitors_one_acts(site: Path) -> None:
             return len(conn.execute(select(runs).where(runs.c.kind == "check")).all())
 
     try:
+        _wait_for(lambda: all("event=serving" in p.read_text() for p in logs))
         _wait_for(lambda: checks() >= 2)  # the active one checks every second
+        for p in procs:
+            p.send_signal(signal.SIGHUP)
+        seen = checks()
+        _wait_for(lambda: checks() > seen)  # reloaded and rescheduled: a check right away
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)
-        logs = [p.communicate(timeout=30)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], logs
-    active = [log.count("event=active ") for log in logs]
-    assert sorted(active) == [0, 1], logs
-    assert all("event=stopped" in log for log in logs)
+        codes = [p.wait(timeout=30) for p in procs]
+    text = [p.read_text() for p in logs]
+    assert codes == [0, 0], text
+    active = [t.count("event=active ") for t in text]
+    assert sorted(active) == [0, 1], text
+    assert all("event=reloaded" in t and "event=stopped" in t for t in text), text
     assert lease.holder(eng, MONITOR_LEASE) is None
 
 
