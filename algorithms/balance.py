@@ -42,7 +42,7 @@ from algorithms.base import Move, Plan, Problem
 from algorithms.pairs import check_shapes, maintenance, node_limit, pair_limit, pair_load, partner
 
 # (sources, targets) per resource for each widening of the candidate net.
-NETS = ((1, 8), (4, 32), (64, 256))
+NETS = ((1, 4), (4, 32), (64, 256))
 NEAR_BEST = 0.01  # moves within 1 % of the best gain compete on cost
 
 
@@ -65,6 +65,7 @@ class _State:
         with np.errstate(divide="ignore"):
             self.inv_cap = np.where(cap > 0, 1.0 / np.where(cap > 0, cap, 1.0), 0.0)
         self.w = np.asarray(s.weights, dtype=float)
+        self.w_n = self.w / np.sqrt(max(p.n_nodes, 1))  # std = sqrt(n·var) / sqrt(n)
         self.placement = np.array(p.placement, dtype=np.int64)
         self.pair = np.asarray(p.pair, dtype=np.int64)
         self.partner = partner(self.pair)
@@ -78,11 +79,20 @@ class _State:
         self.pload = pair_load(self.pair, self.load)
         self._proom = np.vstack([self.plim - self.pload, np.full((1, self.dem.shape[1]), np.inf)])
         self.n = p.n_nodes
+        self.members = _members(self.pair, len(self.plim))
+        # per-node table [4, R, N]: 1/capacity, utilisation, room on the node, room in its pair
+        self.tab = np.empty((4, self.dem.shape[1], self.n))
+        self.tab[0] = self.inv_cap.T
+        self.open = np.ones(self.n, dtype=bool)
+        self._refresh(np.arange(self.n))
         self.s1 = self.u.sum(axis=0)
         self.s2 = (self.u * self.u).sum(axis=0)
+        self.now = self.score()
+        finite = np.isfinite(self.plim)
+        self.inv_limit = _inverse(self.limit)
+        self.plim_f = np.where(finite, self.plim, 0.0)
+        self.inv_plim = np.where(finite, _inverse(self.plim), 0.0)
         self.maint = maintenance(p)
-        self.open = np.ones(self.n, dtype=bool)
-        self._reopen(np.arange(self.n))
         self.free = np.asarray(p.movable, dtype=bool).copy()
         self.moved = np.zeros(p.n_ves, dtype=bool)
         self.visited = np.zeros(0, dtype=np.int64)  # v * N + node for every node a VE left
@@ -140,20 +150,20 @@ class _State:
             ok &= cost <= self.bytes_left()
         # everything below is [R, A, D] (resource, VE, target): reductions run over axis 0
         dem = self.dem_t[:, vs]
-        room = (self.limit[ds] * (1 + 1e-9) - self.load[ds]).T
-        proom = (self._proom[pd] + 1e-9).T  # pd = -1 reads the trailing row of inf
-        ok &= (dem[:, :, None] <= room[:, None, :]).all(axis=0)
-        ok &= same | (dem[:, :, None] <= proom[:, None, :]).all(axis=0)
-        a = dem * self.inv_cap[src].T
-        b = dem[:, :, None] * self.inv_cap[ds].T[:, None, :]
-        mean = (self.s1[:, None, None] + b - a[:, :, None]) / self.n
-        sq = (a * (a - 2.0 * self.u[src].T))[:, :, None] + b * (b + 2.0 * self.u[ds].T[:, None, :])
-        var = (self.s2[:, None, None] + sq) / self.n - mean * mean
+        t = self.tab[:, :, ds]
+        fit: np.ndarray = (dem[None, :, :, None] <= t[2:, :, None, :]).all(axis=1)
+        ok &= fit[0] & (same | fit[1])
+        a = dem * self.tab[0][:, src]
+        b = dem[:, :, None] * t[0][:, None, :]
+        s1 = self.s1[:, None, None] + b - a[:, :, None]
+        sq = (a * (a - 2.0 * self.tab[1][:, src]))[:, :, None] + b * (b + 2.0 * t[1][:, None, :])
+        var = self.s2[:, None, None] + sq
+        var -= s1 * s1 / self.n
         std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
-        loss = (self.w @ std.reshape(len(self.w), -1)).reshape(ok.shape)
+        loss = (self.w_n @ std.reshape(len(self.w), -1)).reshape(ok.shape)
         if not ok.any():
             return None
-        g = np.where(ok, self.score() - loss, -np.inf)
+        g = np.where(ok, self.now - loss, -np.inf)
         top = float(g.max())
         if min_gain is not None and top <= min_gain:
             return None
@@ -166,8 +176,11 @@ class _State:
         """[N] bool: allowed targets with room left on the node and in its pair."""
         return self.dst_ok & self.open
 
-    def _reopen(self, nodes: np.ndarray) -> None:
-        """Refresh ``open`` (room on the node and in its pair) for these nodes."""
+    def _refresh(self, nodes: np.ndarray) -> None:
+        """Refresh the table and ``open`` (room on the node and in its pair) for these nodes."""
+        self.tab[1][:, nodes] = self.u[nodes].T
+        self.tab[2][:, nodes] = (self.limit[nodes] * (1 + 1e-9) - self.load[nodes]).T
+        self.tab[3][:, nodes] = (self._proom[self.pair[nodes]] + 1e-9).T
         room = (self.load[nodes] < self.limit[nodes] * (1 - 1e-9)).all(axis=1)
         self.open[nodes] = room & (self._proom[self.pair[nodes]] > 1e-9).all(axis=1)
 
@@ -178,7 +191,7 @@ class _State:
         s = int(self.placement[v])
         dem = self.dem[v]
         names = self.p.nodes
-        before = self.score()
+        before = self.now
         u_src, u_dst = self.u[s].copy(), self.u[d].copy()
         self.load[s] -= dem
         self.load[d] += dem
@@ -193,8 +206,10 @@ class _State:
                 if p >= 0:
                     self.pload[p] += sign * dem
                     self._proom[p] = self.plim[p] - self.pload[p]
-        touched = [s, d, self.partner[s], self.partner[d]]
-        self._reopen(np.array([x for x in touched if x >= 0]))
+        touched = [np.array([s, d])]
+        if not same:
+            touched += [self.members[p] for p in (ps, pd) if p >= 0]
+        self._refresh(np.concatenate(touched))
         cost = float(self.cost[v, 0 if same else 1])
         self.bytes_used += cost
         self.placement[v] = d
@@ -213,7 +228,8 @@ class _State:
         r = int(np.argmax(self.w * dem * self.inv_cap[s]))
         res = self.p.resources[r]
         detail = f"{res} {u_src[r]:.2f}→{self.u[s, r]:.2f} on {names[s]}"
-        reason = f"{why}{detail}; spread {before:.3f}→{self.score():.3f}"
+        self.now = self.score()
+        reason = f"{why}{detail}; spread {before:.3f}→{self.now:.3f}"
         self.moves.append(
             Move(
                 ve=self.p.ves[v],
@@ -252,6 +268,18 @@ class _State:
         return np.array(ves, dtype=np.int64), dst
 
 
+def _inverse(x: np.ndarray) -> np.ndarray:
+    """1/x, with a huge factor where x ≤ 0 so any load there counts as far over."""
+    return np.where(x > 0, 1.0 / np.where(x > 0, x, 1.0), 1e18)
+
+
+def _members(pair: np.ndarray, n_pairs: int) -> list[np.ndarray]:
+    """Node indices of each pair."""
+    order = np.argsort(pair, kind="stable")
+    cuts = np.searchsorted(pair[order], np.arange(n_pairs + 1))
+    return [order[cuts[i] : cuts[i + 1]] for i in range(n_pairs)]
+
+
 class Balance:
     """Greedy balancer: mandatory moves first, then the best-gain (cheapest near-best) move."""
 
@@ -282,19 +310,31 @@ def _budget_note(st: _State, what: str) -> list[str]:
     return [f"move budget ({st.p.settings.max_moves}) spent before {what}"]
 
 
-def _targets(st: _State, k: int) -> np.ndarray:
-    """The k least utilised allowed targets per weighted resource (all when k ≥ N)."""
+def _targets(st: _State, k: int, vs: np.ndarray, leave: int = -1) -> np.ndarray:
+    """The k least utilised targets per weighted resource that could take one of ``vs``.
+
+    A target qualifies when the smallest demand among ``vs`` fits on it and in its pair
+    (all qualifying targets when k ≥ N); ``leave`` excludes the members of that pair.
+    """
+    need = st.dem_t[:, vs].min(axis=1)[:, None]
+    fits = st.dst_ok & (st.tab[2] >= need).all(axis=0) & (st.tab[3] >= need).all(axis=0)
+    if leave >= 0:
+        fits &= st.pair != leave
     if k >= st.n:
-        return np.flatnonzero(st.dst_ok)
-    open_ = st.open_targets()
+        return np.flatnonzero(fits)
     res = np.flatnonzero(st.w > 0) if (st.w > 0).any() else np.arange(st.u.shape[1])
-    return np.unique(np.concatenate([st.ranked(-st.u[:, r], open_, k) for r in res]))
+    return np.unique(np.concatenate([st.ranked(-st.u[:, r], fits, k) for r in res]))
 
 
-def _mandatory(st: _State, vs: np.ndarray, *, leave_pair: bool = False) -> _Pick | None:
-    """Best feasible move for a mandatory step, widening the targets until one is found."""
-    for k in (8, 64, st.n):
-        pick = st.best(vs, _targets(st, k), leave_pair=leave_pair)
+def _mandatory(st: _State, vs: np.ndarray, *, leave: int = -1) -> _Pick | None:
+    """Best feasible move of one of ``vs``, widening the targets until one is found.
+
+    ``leave`` is a pair the move must leave (for failover repairs).
+    """
+    if not len(vs):
+        return None
+    for k in (4, 64, st.n):
+        pick = st.best(vs, _targets(st, k, vs, leave), leave_pair=leave >= 0)
         if pick is not None or k >= st.n:
             return pick
     return None
@@ -342,10 +382,8 @@ def _repair(st: _State) -> list[str]:
     counted = False
     n_nodes0 = n_pairs0 = 0
     while True:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            node_excess = np.nan_to_num((st.load - st.limit) / st.limit, nan=0.0).max(axis=1)
-            pair_excess = np.nan_to_num((st.pload - st.plim) / st.plim, nan=0.0)
-        pair_excess = pair_excess.max(axis=1) if len(pair_excess) else np.zeros(0)
+        node_excess = ((st.load - st.limit) * st.inv_limit).max(axis=1)
+        pair_excess = ((st.pload - st.plim_f) * st.inv_plim).max(axis=1, initial=-np.inf)
         over_nodes = (node_excess > 1e-9) & ~hopeless_nodes
         over_pairs = (pair_excess > 1e-9) & ~hopeless_pairs
         if not counted:
@@ -370,7 +408,7 @@ def _repair(st: _State) -> list[str]:
             p = int(np.argmax(np.where(over_pairs, pair_excess, -np.inf)))
             members = np.flatnonzero((st.pair == p) & st.src_ok)
             vs = np.array([v for m in members for v in st.node_ves[m]], dtype=np.int64)
-            pick = _mandatory(st, vs, leave_pair=True)
+            pick = _mandatory(st, vs, leave=p)
             if pick is None:
                 hopeless_pairs[p] = True
                 names = "+".join(st.p.nodes[m] for m in np.flatnonzero(st.pair == p))
