@@ -139,3 +139,26 @@ def test_console_script_end_to_end(root, tmp_path):
                           text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(written(tmp_path)[0])
+
+
+def test_shipped_cron_and_systemd_commands_parse():
+    import shlex
+
+    from lblog.cli import build_parser
+
+    share = REPO / "share"
+    cron = [line for line in (share / "cron.d/lblog").read_text().split("\n")
+            if line.startswith("*/5 ")]  # fmt: skip
+    assert len(cron) == 1
+    fields = cron[0].split(None, 6)
+    assert fields[5] == "root"
+    service = (share / "systemd/lblog.service").read_text()
+    (exec_start,) = [x for x in service.split("\n") if x.startswith("ExecStart=")]
+    timer = (share / "systemd/lblog.timer").read_text()
+    assert "OnCalendar=*:0/5" in timer
+    for command in (fields[6], exec_start.split("=", 1)[1]):
+        argv = shlex.split(command)
+        assert Path(argv[0]).name == "lblog"
+        parsed = build_parser().parse_args(argv[1:])
+        assert parsed.command == "collect"
+        assert parsed.backlog == Path("/var/lib/lblog/backlog")
