@@ -6,6 +6,7 @@ columnar (``columns`` + ``rows``) so the monitor turns many files into one DataF
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -45,7 +46,7 @@ def check_node_name(name: str) -> str:
 
 def file_name(sample: Sample) -> str:
     stamp = _time.strftime("%Y%m%dT%H%M%S", _time.gmtime(sample.time))
-    micro = int(round((sample.time % 1) * 1_000_000))
+    micro = min(999_999, int((sample.time % 1) * 1_000_000))
     return f"{sample.node}-{stamp}.{micro:06d}Z{SUFFIX}"
 
 
@@ -92,10 +93,8 @@ def write(spool: Path, sample: Sample) -> Path:
             os.fsync(fh.fileno())
         os.rename(tmp, final)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dfd = os.open(directory, os.O_RDONLY)
     try:
