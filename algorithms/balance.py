@@ -151,7 +151,7 @@ class _State:
         # everything below is [R, A, D] (resource, VE, target): reductions run over axis 0
         dem = self.dem_t[:, vs]
         t = self.tab[:, :, ds]
-        fit: np.ndarray = (dem[None, :, :, None] <= t[2:, :, None, :]).all(axis=1)
+        fit = np.all(dem[None, :, :, None] <= t[2:, :, None, :], axis=1)
         ok &= fit[0] & (same | fit[1])
         a = dem * self.tab[0][:, src]
         b = dem[:, :, None] * t[0][:, None, :]
