@@ -22,7 +22,7 @@ from lbvm.config import BalanceConfig
 from lbvm.errors import ConfigError, ParseError
 
 __all__ = ["Expect", "Scenario", "load", "load_problem", "parse_size", "problem_from_dict",
-           "synthetic"]
+           "scenario_from_dict", "synthetic"]
 
 GIB = 1024**3
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from algorithms import registry
-from lbvm.scenario import Scenario, load
+from lbvm.scenario import Scenario, load, scenario_from_dict
 from lbvm.validate import headroom, validate
 
 HERE = Path(__file__).parent / "scenarios"
@@ -23,9 +25,20 @@ def test_there_are_scenarios_in_every_category() -> None:
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
 def test_scenario(path: Path) -> None:
-    scenario = load(path)
+    check_expect(load(path))
+
+
+def test_documented_example_holds() -> None:
+    """The full example in docs/scenarios.md loads and keeps its own expect block."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "scenarios.md").read_text()
+    match = re.search(r"```json\n(.*?)```", text, re.S)
+    assert match, "docs/scenarios.md lost its JSON example"
+    check_expect(scenario_from_dict(json.loads(match.group(1)), "docs/scenarios.md"))
+
+
+def check_expect(scenario: Scenario) -> None:
     expect = scenario.expect
-    assert expect is not None, f"{path.name} has no expect block"
+    assert expect is not None, f"{scenario.name} has no expect block"
     problem = scenario.problem
     plan = registry.load(scenario.algorithm).plan(problem)
     moves = plan.moves
