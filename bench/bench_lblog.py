@@ -2,9 +2,9 @@
 
 Runs the installed `lblog` entry point as a subprocess: one warm-up run, then five timed
 runs; prints the median wall and CPU time and the peak RSS of the timed runs (per child,
-from wait4). Targets: median <= 50 ms,
-peak RSS <= 25 MB. Also times `python -S` on the same module, which leaves out site-packages
-start-up (with an editable install that alone costs ~15 ms).
+from wait4). Targets: median <= 50 ms, peak RSS <= 25 MB. Also times `python -S` on the
+same module, which leaves out site-packages start-up (an editable install's import hook
+alone costs ~10-15 ms), and `python -c pass` for the machine's own start-up cost.
 
     .venv/bin/python bench/bench_lblog.py [--ves 500] [--runs 5]
 """

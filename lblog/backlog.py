@@ -30,7 +30,7 @@ def pending(backlog: Path) -> list[Path]:
         names = [
             n for n in os.listdir(backlog) if n.endswith(spool.SUFFIX) and not n.startswith(".")
         ]
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     names.sort(key=lambda n: (n[n.rfind("-") + 1 :], n))
     return [Path(backlog) / n for n in names]

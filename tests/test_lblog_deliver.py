@@ -162,6 +162,14 @@ def test_nowhere_to_write_is_an_error_and_writes_nothing(tmp_path):
     assert not (tmp_path / "gone").exists()
 
 
+def test_broken_backlog_does_not_stop_a_working_spool(tmp_path):
+    spool_dir, keep = tmp_path / "spool", tmp_path / "backlog"
+    spool_dir.mkdir()
+    keep.write_text("a file, not a directory")
+    assert not deliver(sample(), spool_dir, keep).backlogged
+    assert len(spool_files(spool_dir)) == 1
+
+
 def test_second_run_waits_then_gives_up_clearly(dirs):
     spool_dir, keep = dirs
     node_dir = spool_dir / "incoming/node1"
