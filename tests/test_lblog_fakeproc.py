@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lblog.collect import collect
 from lblog.openvz import parse_beancounters, parse_vestat
@@ -98,3 +101,42 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="bits"):
         write_node(Path("/nonexistent"), ves=[], cpus=1, mem_bytes=1, busy_jiffies=0,
                    idle_jiffies=0, load=(0, 0, 0), bits=16)  # fmt: skip
+
+
+FAKE_VES = st.lists(
+    st.builds(
+        FakeVe,
+        ve=st.integers(1, 2**31 - 1).map(str),
+        cpu_jiffies=st.integers(0, 2**50),
+        uptime_s=st.integers(0, 10**9).map(lambda ms: ms / 1000),
+        mem_bytes=st.integers(0, 2**40).map(lambda b: b // 4096 * 4096),
+        mem_limit_bytes=st.one_of(st.none(), st.integers(1, 2**40).map(lambda b: b * 4096)),
+        failcnt=st.integers(0, 2**40),
+        disk_bytes=st.one_of(st.none(), st.integers(0, 2**50).map(lambda b: b * 1024)),
+        disk_limit_bytes=st.one_of(st.none(), st.integers(1, 2**40).map(lambda b: b * 1024)),
+    ),
+    max_size=8,
+    unique_by=lambda ve: ve.ve,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(ves=FAKE_VES, bits=st.sampled_from([32, 64]))
+def test_round_trip_property(ves, bits):
+    with tempfile.TemporaryDirectory() as tmp:
+        write_node(Path(tmp), ves=ves, cpus=3, mem_bytes=1 << 40, busy_jiffies=5,
+                   idle_jiffies=7, load=(0.0, 0.5, 1.0), bits=bits)  # fmt: skip
+        sample = collect(Path(tmp), "n", now=0.0, private_path=None)
+    got = {row.ve: row for row in sample.ves}
+    assert sorted(got, key=int) == [row.ve for row in sample.ves]
+    for ve in ves:
+        row = got[ve.ve]
+        limit = ve.mem_limit_bytes
+        if limit is not None and limit // 4096 in (2**31 - 1, 2**63 - 1):
+            limit = None  # that many pages is how the kernel spells "unlimited"
+        assert (row.cpu_raw, row.uptime, row.mem_bytes, row.failcnt) == (
+            ve.cpu_jiffies, ve.uptime_s, ve.mem_bytes, ve.failcnt)  # fmt: skip
+        assert row.mem_limit_bytes == limit
+        assert row.disk_bytes == ve.disk_bytes
+        if ve.disk_bytes is not None:
+            assert row.disk_limit_bytes == ve.disk_limit_bytes
