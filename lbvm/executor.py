@@ -13,12 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import string
 import subprocess
 import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -29,16 +27,13 @@ from algorithms.base import Move, Plan
 from lbvm import journal
 from lbvm.config import Config
 from lbvm.errors import ExecutorError
+from lbvm.ids import check_host, check_ve
 from lbvm.store.events import record_event
 from lbvm.store.queries import set_ve_node
 from lbvm.store.schema import ves
 
 log = logging.getLogger(__name__)
 
-VE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-# RFC 1123 labels (letters, digits, inner '-'), plus '_' which the spool accepts in node names.
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
-HOST = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
 PLACEHOLDERS = ("ve", "src", "dst")
 
 
@@ -72,13 +67,17 @@ class Backend(Protocol):
     def run(self, move: Move, argv: Sequence[str]) -> Outcome: ...
 
 
+class StopFlag(Protocol):
+    """Anything with ``is_set()``: a threading.Event, or several combined."""
+
+    def is_set(self) -> bool: ...
+
+
 def check_move(move: Move) -> None:
     """Refuse VE ids and host names that are not plain identifiers (no options, no paths)."""
-    if not VE_ID.match(move.ve):
-        raise ExecutorError(f"invalid VE id {move.ve!r}: letters, digits and ._:@- only")
+    check_ve(move.ve)
     for host in (move.src, move.dst):
-        if not HOST.match(host):
-            raise ExecutorError(f"invalid node name {host!r} in the move of VE {move.ve}")
+        check_host(host)
 
 
 class Simulate:
@@ -232,7 +231,7 @@ def execute(
     backend: Backend,
     *,
     run_id: int | None,
-    stop: threading.Event | None = None,
+    stop: StopFlag | None = None,
 ) -> list[MoveResult]:
     """Run ``plan``'s moves in order; return one MoveResult per move, in plan order.
 
@@ -240,7 +239,8 @@ def execute(
     plan is journalled 'planned'; each move goes running -> done (the store's VE node is
     updated in the same transaction) or failed, and after a failure the remaining moves are
     skipped. If the executor itself is interrupted, the move in flight becomes 'unknown'.
-    Once ``stop`` is set (the mover lease was lost) no further move starts.
+    Once ``stop`` is set (mover lease lost, or the monitor shutting down) no further move
+    starts; the rest are journalled 'skipped'.
     """
     argvs = [backend.argv(m) for m in plan.moves]
     ids = journal.record_plan(engine, run_id, plan.moves, backend.name)
@@ -248,9 +248,9 @@ def execute(
     for i, (move_id, move, argv) in enumerate(zip(ids, plan.moves, argvs, strict=True)):
         if stop is not None and stop.is_set():
             rest = ids[i:]
-            journal.skip(engine, rest, "skipped: the mover lease was lost")
+            journal.skip(engine, rest, "skipped: stopping (mover lease lost or shutting down)")
             with engine.begin() as conn:
-                msg = f"{len(rest)} move(s) skipped: the mover lease was lost"
+                msg = f"{len(rest)} move(s) skipped: stopping (mover lease lost or shutting down)"
                 record_event(conn, "error", "move", f"run {run_id}", msg)
             results += [
                 MoveResult(mid, m, "skipped") for mid, m in zip(rest, plan.moves[i:], strict=True)

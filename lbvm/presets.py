@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from lbvm.errors import ExecutorError, ParseError
+from lbvm.ids import check_host, check_ve
 
 if TYPE_CHECKING:
     from algorithms.base import Move
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
-VE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
-PROXMOX_ID = re.compile(r"^[1-9][0-9]{2,8}$")  # pct(1)/qm(1): vmid 100 - 999999999
-_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _MOVE_FIELDS = frozenset({"ve", "veid", "src", "dst", "src_host", "dst_host"})
 _QUERY_FIELDS = frozenset({"ve", "veid", "node", "node_host"})
 
@@ -71,29 +69,6 @@ class Preset:
 
 
 # -- validation and rendering --------------------------------------------------------
-
-
-def check_ve(ve: str, *, numeric: bool = False) -> str:
-    """Return ``ve`` if it is a safe VE id, else raise ExecutorError naming it."""
-    if numeric:
-        if not isinstance(ve, str) or not PROXMOX_ID.fullmatch(ve):
-            raise ExecutorError(f"VE id {ve!r} is not a Proxmox vmid (an integer 100-999999999)")
-    elif not isinstance(ve, str) or not VE_ID.fullmatch(ve):
-        raise ExecutorError(
-            f"VE id {ve!r} is not valid: letters, digits and . _ : @ - only, 1-128 characters"
-        )
-    return ve
-
-
-def check_host(host: str) -> str:
-    """Return ``host`` if it is an RFC-1123 host name (or dotted IPv4), else raise."""
-    if (
-        not isinstance(host, str)
-        or not 0 < len(host) <= 253
-        or not all(_LABEL.fullmatch(p) for p in host.split("."))
-    ):
-        raise ExecutorError(f"host name {host!r} is not a valid RFC-1123 name")
-    return host
 
 
 def _fill(template: Sequence[str], values: Mapping[str, str], allowed: frozenset[str]) -> list[str]:

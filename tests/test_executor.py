@@ -136,15 +136,17 @@ def test_plain_ve_ids_pass(ve: str) -> None:
 @pytest.mark.parametrize(
     ("ve", "src", "dst", "match"),
     [
-        ("-rf", "vz1a", "vz1b", "invalid VE id '-rf'"),
-        ("../etc", "vz1a", "vz1b", "invalid VE id"),
-        ("a b", "vz1a", "vz1b", "invalid VE id"),
-        ("", "vz1a", "vz1b", "invalid VE id"),
-        ("x" * 129, "vz1a", "vz1b", "invalid VE id"),
-        ("101", "vz1a", "--ssh=evil", "invalid node name '--ssh=evil'"),
-        ("101", "vz1a;reboot", "vz1b", "invalid node name"),
-        ("101", "vz1a", "vz1b.", "invalid node name"),
-        ("101", "vz1a", "a" * 64, "invalid node name"),
+        ("-rf", "vz1a", "vz1b", "VE id '-rf' is not valid"),
+        ("../etc", "vz1a", "vz1b", "is not valid"),
+        ("a b", "vz1a", "vz1b", "is not valid"),
+        ("", "vz1a", "vz1b", "is not valid"),
+        ("x" * 129, "vz1a", "vz1b", "is not valid"),
+        ("101", "vz1a", "--ssh=evil", "host name '--ssh=evil'"),
+        ("101", "vz1a;reboot", "vz1b", "host name"),
+        ("101", "vz1a", "vz1b.", "host name"),
+        ("101", "vz1a", "a" * 64, "host name"),
+        ("101\n", "vz1a", "vz1b", "is not valid"),
+        ("101", "vz1a", "vz1b\n", "host name"),
     ],
 )
 def test_unsafe_ids_are_refused(ve: str, src: str, dst: str, match: str) -> None:
@@ -304,7 +306,7 @@ def test_simulate_fails_on_a_stale_placement(engine: Engine) -> None:
 
 def test_bad_id_writes_nothing(engine: Engine) -> None:
     bad = replace(PLAN, moves=(*PLAN.moves, Move("--all", "vz1a", "vz1b", "switchover")))
-    with pytest.raises(ExecutorError, match="invalid VE id '--all'"):
+    with pytest.raises(ExecutorError, match="VE id '--all' is not valid"):
         execute(engine, bad, Simulate(engine), run_id=None)
     assert journal.moves_frame(engine).empty
     assert nodes(engine) == {"101": "vz1a", "102": "vz1a", "103": "vz2b"}
