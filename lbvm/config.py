@@ -15,6 +15,12 @@ from typing import Any
 from lbvm.errors import ConfigError
 
 RESOURCES = ("cpu", "mem")
+AUTOMATION = ("report", "recommend", "automatic")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_DURATION_KEYS = frozenset(
+    {"window", "timeout", "stale_after", "check_every", "lease_ttl", "misfire_grace",
+     "hook_timeout", "locate_timeout"}
+)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -70,6 +76,35 @@ class ExecutorConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """`lbm monitor`: its schedule, automation level, lease and site hook."""
+
+    check_every: float = 300.0
+    nightly_at: str = "02:30"  # local time, HH:MM
+    automation: str = "report"  # report | recommend | automatic
+    lease_ttl: float = 60.0
+    misfire_grace: float = 3600.0  # a nightly run missed by less than this still runs
+    hook: tuple[str, ...] = ()  # site hook argv; the event arrives as JSON on stdin
+    hook_timeout: float = 30.0
+    locate_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.automation not in AUTOMATION:
+            raise ConfigError(f"[monitor].automation: {self.automation!r} is not one of "
+                              f"{', '.join(AUTOMATION)}")
+        if not _HHMM.match(self.nightly_at):
+            raise ConfigError(f"[monitor].nightly_at: {self.nightly_at!r} is not HH:MM")
+        for key in ("check_every", "lease_ttl", "hook_timeout", "locate_timeout"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"[monitor].{key} must be positive")
+
+    @property
+    def nightly_time(self) -> tuple[int, int]:
+        hour, minute = self.nightly_at.split(":")
+        return int(hour), int(minute)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None = None
     database: str = "sqlite:///lbvm.db"
@@ -78,6 +113,7 @@ class Config:
     nodes: tuple[NodeConfig, ...] = ()
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def pair_of(self) -> dict[str, str]:
         """node name -> pair name."""
@@ -99,7 +135,7 @@ def _section(raw: dict[str, Any], name: str, cls: type, where: str) -> Any:
             if not isinstance(value, dict) or set(value) - set(RESOURCES):
                 raise ConfigError(f"{where}: [{name}].{key} must map {RESOURCES} to numbers")
             value = {**default, **{k: float(v) for k, v in value.items()}}
-        elif key in ("window", "timeout", "stale_after"):
+        elif key in _DURATION_KEYS:
             value = parse_duration(value, f"{where}: [{name}].{key}")
         elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -152,7 +188,7 @@ def load(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     where = str(path)
-    top = {"database", "spool", "pairs", "nodes", "balance", "executor"}
+    top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor"}
     unknown = set(raw) - top
     if unknown:
         raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
@@ -171,4 +207,5 @@ def load(path: str | Path | None) -> Config:
         nodes=_nodes(raw, where),
         balance=_section(raw, "balance", BalanceConfig, where),
         executor=_section(raw, "executor", ExecutorConfig, where),
+        monitor=_section(raw, "monitor", MonitorConfig, where),
     )

@@ -14,6 +14,7 @@ A cycle is two steps so a CLI can show the plan and ask before acting: ``prepare
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -142,6 +143,7 @@ def apply_plan(
     *,
     execute: bool,
     backend: Backend | None = None,
+    stop: threading.Event | None = None,
 ) -> CycleResult:
     """Close the run: refuse an invalid plan, else execute it (when asked) under the lease."""
     run_id, problem, plan, reasons = (
@@ -158,7 +160,7 @@ def apply_plan(
         journal.finish_run(engine, run_id, "done", plan.score_before, plan.score_after, message)
         return CycleResult(run_id, problem, plan, (), (), "done")
     try:
-        results = _execute_leased(engine, config, plan, backend, run_id)
+        results = _execute_leased(engine, config, plan, backend, run_id, stop)
     except BaseException as exc:
         _fail(engine, run_id, exc, plan)
         raise
@@ -180,6 +182,7 @@ def run_cycle(
     backend: Backend | None = None,
     now: float | None = None,
     kind: str | None = None,
+    stop: threading.Event | None = None,
 ) -> CycleResult:
     """prepare + apply_plan: plan, validate, and execute when ``execute`` and valid.
 
@@ -189,7 +192,7 @@ def run_cycle(
     """
     kind = kind or ("rebalance" if execute else "plan")
     prepared = prepare(engine, config, algorithm=algorithm, kind=kind, now=now)
-    return apply_plan(engine, config, prepared, execute=execute, backend=backend)
+    return apply_plan(engine, config, prepared, execute=execute, backend=backend, stop=stop)
 
 
 def migrate_one(
@@ -207,8 +210,23 @@ def migrate_one(
     return apply_plan(engine, config, prepared, execute=execute, backend=backend)
 
 
+class _Either:
+    """Set when either event is: the lease was lost or the caller is stopping."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
 def _execute_leased(
-    engine: Engine, config: Config, plan: Plan, backend: Backend | None, run_id: int
+    engine: Engine,
+    config: Config,
+    plan: Plan,
+    backend: Backend | None,
+    run_id: int,
+    stop: threading.Event | None = None,
 ) -> list[MoveResult]:
     me = lease.default_holder()
     lease.break_dead(engine, lease.MOVER)  # a crashed lbm on this host need not block us
@@ -219,7 +237,8 @@ def _execute_leased(
         _forget_running(engine, run_id)
         chosen = backend if backend is not None else backend_from_config(config, engine)
         with lease.Keeper(engine, lease.MOVER, me, LEASE_TTL) as keeper:
-            return execute(engine, plan, chosen, run_id=run_id, stop=keeper.lost)
+            either = _Either(keeper.lost, stop)
+            return execute(engine, plan, chosen, run_id=run_id, stop=either)
     finally:
         lease.release(engine, lease.MOVER, me)
 

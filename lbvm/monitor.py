@@ -18,26 +18,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from algorithms.base import Move, Plan, Problem
+from algorithms.base import Plan, Problem
 from lbvm import hooks, journal, lease, presets
-from lbvm.config import Config, load, parse_duration
+from lbvm.config import Config, MonitorConfig, load
 from lbvm.cycle import CycleResult, run_cycle
-from lbvm.errors import ConfigError, LbvmError, StaleData
-from lbvm.executor import Backend, MoveResult, Outcome, backend_from_config
+from lbvm.errors import LbvmError, StaleData
+from lbvm.executor import MoveResult, backend_from_config
 from lbvm.store.engine import connect
 from lbvm.store.events import record_event
 from lbvm.store.ingest import ingest
@@ -51,8 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MONITOR_LEASE = "monitor"
-AUTOMATION = ("report", "recommend", "execute")
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 class KV:
@@ -71,49 +68,13 @@ class KV:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
-class MonitorSettings:
-    """The monitor's knobs. Read from a ``[monitor]`` config section when it has one."""
-
-    check_every: float = 300.0
-    nightly_at: str = "02:30"  # local time, HH:MM
-    automation: str = "report"  # report | recommend | execute
-    lease_ttl: float = 60.0
-    misfire_grace: float = 3600.0  # a nightly run missed by less than this still runs
-    hook: tuple[str, ...] = ()  # site hook argv; the event arrives as JSON on stdin
-    hook_timeout: float = 30.0
-    locate_timeout: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.automation not in AUTOMATION:
-            raise ConfigError(f"[monitor].automation: {self.automation!r} is not one of "
-                              f"{', '.join(AUTOMATION)}")
-        if not _HHMM.match(self.nightly_at):
-            raise ConfigError(f"[monitor].nightly_at: {self.nightly_at!r} is not HH:MM")
-        for key in ("check_every", "lease_ttl", "hook_timeout", "locate_timeout"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"[monitor].{key} must be positive")
-
-    @property
-    def nightly_time(self) -> tuple[int, int]:
-        hour, minute = self.nightly_at.split(":")
-        return int(hour), int(minute)
+# The monitor's settings are the config's [monitor] section, declared once in lbvm.config.
+MonitorSettings = MonitorConfig
 
 
-def settings_from(config: Config) -> MonitorSettings:
-    """The ``[monitor]`` section of the config, defaults where it has none."""
-    section = getattr(config, "monitor", None)
-    if section is None:
-        return MonitorSettings()
-    values: dict[str, Any] = {}
-    for f in fields(MonitorSettings):
-        if hasattr(section, f.name):
-            value = getattr(section, f.name)
-            if f.name in ("check_every", "lease_ttl", "misfire_grace", "hook_timeout",
-                          "locate_timeout"):
-                value = parse_duration(value, f"[monitor].{f.name}")
-            values[f.name] = tuple(value) if f.name == "hook" else value
-    return MonitorSettings(**values)
+def settings_from(config: Config) -> MonitorConfig:
+    """The ``[monitor]`` section of the config (its defaults where the file has none)."""
+    return config.monitor
 
 
 # -- reconciliation ----------------------------------------------------------------------
@@ -224,21 +185,6 @@ class TickResult:
     moved: int = 0
     reconciled: tuple[Reconciled, ...] = ()
     message: str = ""
-
-
-class _Stoppable:
-    """Wraps a backend so that once the monitor is stopping no further move starts."""
-
-    def __init__(self, inner: Backend, stop: threading.Event) -> None:
-        self.inner, self.stop, self.name = inner, stop, inner.name
-
-    def argv(self, move: Move) -> list[str]:
-        return self.inner.argv(move)
-
-    def run(self, move: Move, argv: Sequence[str]) -> Outcome:
-        if self.stop.is_set():
-            return Outcome(False, None, "not started: the monitor is stopping", tuple(argv))
-        return self.inner.run(move, argv)
 
 
 def _store_plan(engine: Engine, run_id: int, plan: Plan, now: float) -> int:
@@ -405,12 +351,11 @@ class Monitor:
                               quarantined=got.quarantined))
         except LbvmError as exc:  # planning on what the store has is still worth it
             log.error("%s", KV("ingest_failed", job=job, error=exc))
-        execute = nightly and level == "execute"
-        backend = None
-        if execute:
-            backend = _Stoppable(backend_from_config(config, engine), self.stopping)
+        execute = nightly and level == "automatic"
+        backend = backend_from_config(config, engine) if execute else None
         try:
-            cycle = run_cycle(engine, config, execute=execute, backend=backend, now=now, kind=job)
+            cycle = run_cycle(engine, config, execute=execute, backend=backend, now=now,
+                              kind=job, stop=self.stopping)
         except StaleData as exc:
             with engine.begin() as conn:
                 record_event(conn, "warning", "stale", job, f"{job} refused to plan: {exc}", now)

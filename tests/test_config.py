@@ -22,6 +22,7 @@ def test_example_config_loads() -> None:
     # The example shows the defaults: every value equals the built-in one.
     assert cfg.balance == Config().balance
     assert cfg.executor == Config().executor
+    assert cfg.monitor == Config().monitor
 
 
 def test_relative_paths_follow_the_file(tmp_path: Path) -> None:
