@@ -7,16 +7,16 @@ bounded: when full the OLDEST sample goes and a ``dropped`` counter file says ho
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from pathlib import Path
 
 from lblog import spool
 from lblog.errors import ParseError
+from lblog.lazylog import get_logger
 from lblog.sample import Sample
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_DIR = Path("/var/lib/lblog/backlog")
 DEFAULT_MAX = 2016  # a week of 5-minute samples

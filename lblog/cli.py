@@ -8,11 +8,11 @@ stderr, nothing written), 2 bad usage.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 DEFAULT_SPOOL = "/var/spool/lbvm"
 EXAMPLE = "example: lblog collect --spool /mnt/lbvm/spool --backlog /var/lib/lblog/backlog"
@@ -133,19 +133,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for bad usage
         return exc.code if isinstance(exc.code, int) else 2
-    # Our own handler on the "lblog" logger (not basicConfig): warnings reach stderr, where
+    # Our own handler on the "lblog" logger, installed only if something is logged (a
+    # normal run logs nothing and skips importing logging): warnings reach stderr, where
     # cron mails them, whatever logging setup the embedding process has.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("lblog: %(message)s"))
-    logger = logging.getLogger("lblog")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    logger.propagate = False
+    from lblog import lazylog
+
+    installed: list[Any] = []
+
+    def setup() -> None:
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lblog: %(message)s"))
+        logger = logging.getLogger("lblog")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+        logger.propagate = False
+        installed.append((logger, handler))
+
+    lazylog.on_first_use(setup)
     try:
         return _collect(args)
     finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
+        lazylog.on_first_use(None)
+        for logger, handler in installed:
+            logger.removeHandler(handler)
+            logger.propagate = True
 
 
 def _collect(args: argparse.Namespace) -> int:

@@ -8,7 +8,6 @@ in the beancounters count; a VE that vanished from vestat between the two reads 
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -16,11 +15,12 @@ from pathlib import Path
 
 from lblog import openvz
 from lblog.errors import LbvmError, ParseError
+from lblog.lazylog import get_logger
 from lblog.nodeinfo import read_totals
 from lblog.procfile import read_text
 from lblog.sample import Beancounter, Sample, VeRow
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SOURCES = ("openvz", "cgroup1", "cgroup2", "auto")
 # Every OpenVZ kernel (RHEL 5/6/7 based) is built with HZ=1000; vestat counts in those.

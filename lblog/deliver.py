@@ -9,7 +9,6 @@ the backlog instead, so nothing is lost while shared storage is away.
 from __future__ import annotations
 
 import errno
-import logging
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +16,11 @@ from pathlib import Path
 from lblog import backlog as backlog_mod
 from lblog import spool
 from lblog.errors import SpoolError
+from lblog.lazylog import get_logger
 from lblog.lock import locked
 from lblog.sample import Sample
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LOCK_NAME = ".lock"
 DEFAULT_LOCK_WAIT = 20.0

@@ -8,14 +8,14 @@ converts. The host (id 0) is not a VE and is left out.
 
 from __future__ import annotations
 
-import logging
 from typing import NamedTuple
 
 from lblog.errors import ParseError
+from lblog.lazylog import get_logger
 from lblog.procfile import uint, uints
 from lblog.sample import Beancounter
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # LONG_MAX of 64- and 32-bit kernels; both mean "unlimited" and one file can mix them.
 UNLIMITED = frozenset((9223372036854775807, 2147483647))
