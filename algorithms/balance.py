@@ -1,34 +1,38 @@
 """``balance``: a greedy, vectorised rebalancer for clusters of HA pairs.
 
 What it optimises: ``Problem.score`` — the weighted standard deviation of node utilisation
-per resource — one move at a time, always taking the move that lowers it most. Among moves
-whose gain is within 1 % of the best it takes the cheapest (a switchover inside a pair copies
-``move_cost[:, 0]`` bytes, a migration to another pair ``move_cost[:, 1]``).
+per resource — taking the move that lowers it most, again and again, until no move gains
+more than ``min_gain`` or the budget is spent. Among moves whose gain is within 1 % of the
+best it takes the cheapest (a switchover inside a pair copies ``move_cost[:, 0]`` bytes, a
+migration to another pair ``move_cost[:, 1]``).
 
 Before balancing it makes the mandatory moves, whatever they do to the score: VEs on a
 maintenance node or on a node their rules forbid are evacuated, then nodes over
 ``max_utilisation`` and pairs that could not fail over are relieved, worst first.
 
-Every candidate is checked in numpy: the destination stays under ``max_utilisation`` for every
-resource, its pair can still fail over (pair total ≤ ``failover_overcommit`` × capacity of the
-weaker node; a switchover leaves the pair total as it was), ``allowed[v, n]``, ``movable[v]``,
-no maintenance target, and the budget (``max_moves``, ``max_bytes``, ``max_moves_per_node``).
+Every candidate is checked in numpy: the target stays under ``max_utilisation`` for every
+resource, its pair can still fail over (pair total ≤ ``failover_overcommit`` × capacity of
+the weaker node; a switchover leaves the pair total as it was), ``allowed[v, n]``,
+``movable[v]``, no maintenance target, and the budget (``max_moves``, ``max_bytes``,
+``max_moves_per_node``).
 
 What it needs: ``demand``, ``capacity``, ``placement``, ``pair``, ``movable``, ``allowed``,
 ``move_cost`` and the settings; ``profile`` is ignored.
 
-Limits: greedy, so it finds a good plan, not the best one. Each VE moves at most once per
-plan, so a VE never goes back and forth. Candidates are pruned: VEs on the few most utilised
-nodes per resource (plus their pair partners as cheap targets) against the few least utilised
-nodes; when that finds nothing the net widens twice (up to 64 sources and 256 targets per
-resource). Clusters of up to 64 nodes are therefore searched exhaustively; on larger ones a
-move that only the full V × N search would find can be missed. Gains shrink like 1/N, so on
+Limits: greedy, so a good plan, not the best one. A VE may move twice but never back to a
+node it left in the same plan. Candidates are pruned: VEs on the most utilised nodes per
+resource (plus their pair partners as cheap targets) against the least utilised targets that
+still have room; when that finds nothing the net widens twice (up to 64 sources and 256
+targets per resource), so clusters of up to 64 nodes are searched exhaustively while on larger
+ones a move only a full V × N search would find can be missed. One evaluation of the first
+net yields up to ``BATCH`` moves on disjoint nodes and pairs (they stay feasible after each
+other; each one's gain is re-checked before it is applied). Gains shrink like 1/N, so on
 large clusters ``min_gain`` should be small (1e-6 for 1,000 nodes).
 
-Cost in V, N (R resources, v̄ VEs per node, k sources, m targets per resource): O(V·R + N)
-to set up, then per move O(N·R) to rank nodes plus O(k·v̄·m·R²) to score candidates —
-with the first net (k = 2, m = 8) a few hundred microseconds for 1,000 nodes. Memory
-O(V·R + N·R) beyond the problem.
+Cost in V, N (R resources, v̄ VEs per node, k sources and m targets per resource): O(V·R + N)
+to set up, then per evaluation O(N·R) to rank nodes plus O(k·R·v̄ · m·R · R) to score the
+candidates — about 0.3 ms per move at 1,000 nodes and 20,000 VEs. Memory O(V·R + N·R)
+beyond the problem.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ from algorithms.pairs import check_shapes, maintenance, node_limit, pair_limit, 
 
 # (sources, targets) per resource for each widening of the candidate net.
 NETS = ((1, 4), (4, 32), (64, 256))
+BATCH_NET = (2, 6)  # the first net when balancing: wide enough for a batch of moves
+BATCH = 4  # moves on disjoint nodes and pairs taken from one evaluation
 NEAR_BEST = 0.01  # moves within 1 % of the best gain compete on cost
 
 
@@ -95,7 +101,7 @@ class _State:
         self.maint = maintenance(p)
         self.free = np.asarray(p.movable, dtype=bool).copy()
         self.moved = np.zeros(p.n_ves, dtype=bool)
-        self.visited = np.zeros(0, dtype=np.int64)  # v * N + node for every node a VE left
+        self.left: dict[int, list[int]] = {}  # nodes each VE has left in this plan
         self.node_ves: list[list[int]] = [[] for _ in range(self.n)]
         for v in np.flatnonzero(self.free):
             self.node_ves[self.placement[v]].append(int(v))
@@ -124,15 +130,10 @@ class _State:
 
     # -- candidate scoring -----------------------------------------------------------------
 
-    def best(self, vs: np.ndarray, ds: np.ndarray, *, leave_pair: bool = False,
-             min_gain: float | None = None) -> _Pick | None:
-        """Best feasible move of one of ``vs`` to one of ``ds``; None when none qualifies.
-
-        ``min_gain=None`` is for mandatory moves: any feasible move counts, even one that
-        raises the score.
-        """
-        if not len(vs) or not len(ds):
-            return None
+    def gains(self, vs: np.ndarray, ds: np.ndarray, leave_pair: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Score drop [A, D] of moving each of ``vs`` to each of ``ds`` (-inf: infeasible),
+        and the bytes [A, D] each move would copy."""
         src = self.placement[vs]
         pd = self.pair[ds]
         same = (self.pair[src][:, None] == pd[None, :]) & (pd >= 0)[None, :]
@@ -140,9 +141,8 @@ class _State:
         if not self.all_allowed:
             ok &= self.allowed[vs[:, None], ds[None, :]]
         again = np.flatnonzero(self.moved[vs])
-        if len(again):  # never back to a node the VE has left in this plan
-            keys = vs[again, None] * self.n + ds[None, :]
-            ok[again] &= ~np.isin(keys, self.visited)
+        for i in again:  # never back to a node the VE has left in this plan
+            ok[i] &= ~np.isin(ds, self.left[int(vs[i])])
         if leave_pair:
             ok &= ~same
         cost = np.where(same, self.cost[vs, 0][:, None], self.cost[vs, 1][:, None])
@@ -161,16 +161,59 @@ class _State:
         var -= s1 * s1 / self.n
         std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
         loss = (self.w_n @ std.reshape(len(self.w), -1)).reshape(ok.shape)
-        if not ok.any():
+        return np.where(ok, self.now - loss, -np.inf), cost
+
+    def best(self, vs: np.ndarray, ds: np.ndarray, *, leave_pair: bool = False,
+             min_gain: float | None = None) -> _Pick | None:
+        """Best feasible move of one of ``vs`` to one of ``ds``; None when none qualifies.
+
+        ``min_gain=None`` is for mandatory moves: any feasible move counts, even one that
+        raises the score.
+        """
+        if not len(vs) or not len(ds):
             return None
-        g = np.where(ok, self.now - loss, -np.inf)
-        top = float(g.max())
-        if min_gain is not None and top <= min_gain:
-            return None
-        near = g >= top - NEAR_BEST * abs(top)
-        i = int(np.argmin(np.where(near, cost, np.inf)))
-        vi, di = divmod(i, len(ds))
-        return _Pick(int(vs[vi]), int(ds[di]), float(g.flat[i]))
+        g, cost = self.gains(vs, ds, leave_pair)
+        floor = -np.inf if min_gain is None else min_gain
+        return _choose(g, cost, vs, ds, floor)
+
+    def best_disjoint(self, vs: np.ndarray, ds: np.ndarray, min_gain: float, most: int
+                      ) -> list[_Pick]:
+        """Up to ``most`` good moves touching different nodes and pairs, best first.
+
+        Moves on disjoint nodes and pairs stay feasible after each other; only their gain
+        shifts a little (the cluster mean moves), so callers re-check it before applying.
+        """
+        if not len(vs) or not len(ds):
+            return []
+        g, cost = self.gains(vs, ds)
+        src = self.placement[vs]
+        ps, pd = self.pair[src], self.pair[ds]
+        picks: list[_Pick] = []
+        while len(picks) < most:
+            pick = _choose(g, cost, vs, ds, min_gain)
+            if pick is None:
+                break
+            picks.append(pick)
+            s, d = int(self.placement[pick.ve]), pick.dst
+            # -2 matches nothing: a node outside any pair (-1) must not block the others
+            p1, p2 = (p if p >= 0 else -2 for p in (self.pair[s], self.pair[d]))
+            g[(src == s) | (src == d) | (ps == p1) | (ps == p2)] = -np.inf
+            g[:, (ds == s) | (ds == d) | (pd == p1) | (pd == p2)] = -np.inf
+        return picks
+
+    def same_pair(self, pick: _Pick) -> bool:
+        p = self.pair[self.placement[pick.ve]]
+        return bool(p >= 0 and p == self.pair[pick.dst])
+
+    def gain_now(self, pick: _Pick) -> float:
+        """Exact score drop of ``pick`` in the current state."""
+        s, d = int(self.placement[pick.ve]), pick.dst
+        dem = self.dem[pick.ve]
+        a, b = dem * self.inv_cap[s], dem * self.inv_cap[d]
+        s1 = self.s1 - a + b
+        s2 = self.s2 + a * (a - 2.0 * self.u[s]) + b * (b + 2.0 * self.u[d])
+        var = np.maximum(s2 - s1 * s1 / self.n, 0.0)
+        return self.now - float(self.w_n @ np.sqrt(var))
 
     def open_targets(self) -> np.ndarray:
         """[N] bool: allowed targets with room left on the node and in its pair."""
@@ -178,11 +221,13 @@ class _State:
 
     def _refresh(self, nodes: np.ndarray) -> None:
         """Refresh the table and ``open`` (room on the node and in its pair) for these nodes."""
-        self.tab[1][:, nodes] = self.u[nodes].T
-        self.tab[2][:, nodes] = (self.limit[nodes] * (1 + 1e-9) - self.load[nodes]).T
-        self.tab[3][:, nodes] = (self._proom[self.pair[nodes]] + 1e-9).T
-        room = (self.load[nodes] < self.limit[nodes] * (1 - 1e-9)).all(axis=1)
-        self.open[nodes] = room & (self._proom[self.pair[nodes]] > 1e-9).all(axis=1)
+        block = np.stack([
+            self.u[nodes],
+            self.limit[nodes] * (1 + 1e-9) - self.load[nodes],
+            self._proom[self.pair[nodes]] + 1e-9,
+        ])
+        self.tab[1:, :, nodes] = block.transpose(0, 2, 1)
+        self.open[nodes] = (block[1:] > 2e-9 * self.limit[nodes]).all(axis=(0, 2))
 
     # -- applying a move ---------------------------------------------------------------------
 
@@ -214,7 +259,7 @@ class _State:
         self.bytes_used += cost
         self.placement[v] = d
         self.moved[v] = True
-        self.visited = np.append(self.visited, v * self.n + s)
+        self.left.setdefault(v, []).append(s)
         self.node_ves[s].remove(v)
         self.node_ves[d].append(v)
         self.n_free[s] -= 1
@@ -248,6 +293,9 @@ class _State:
         n = len(key)
         if k >= n:
             return np.flatnonzero(mask)
+        if k == 1:
+            i = int(np.argmax(np.where(mask, key, -np.inf)))
+            return np.array([i]) if mask[i] else np.zeros(0, dtype=np.int64)
         top = np.argpartition(np.where(mask, key, -np.inf), n - k)[n - k :]
         return top[mask[top]]
 
@@ -266,6 +314,19 @@ class _State:
         dst = np.unique(np.concatenate([*dsts, mates])) if dsts else mates
         ves = [v for s in src for v in self.node_ves[s]]
         return np.array(ves, dtype=np.int64), dst
+
+
+def _choose(g: np.ndarray, cost: np.ndarray, vs: np.ndarray, ds: np.ndarray, floor: float
+            ) -> _Pick | None:
+    """The cheapest move among those within NEAR_BEST of the best gain (above ``floor``)."""
+    i = int(np.argmax(g))
+    top = float(g.flat[i])
+    if top == -np.inf or top <= floor:
+        return None
+    near = g >= top - NEAR_BEST * abs(top)
+    i = int(np.argmin(np.where(near, cost, np.inf)))
+    vi, di = divmod(i, len(ds))
+    return _Pick(int(vs[vi]), int(ds[di]), float(g.flat[i]))
 
 
 def _inverse(x: np.ndarray) -> np.ndarray:
@@ -424,28 +485,42 @@ def _repair(st: _State) -> list[str]:
     return notes
 
 
-def _next_move(st: _State) -> _Pick | None:
-    """The best move that gains more than min_gain, widening the net when needed."""
-    pick = None
+def _next_moves(st: _State) -> list[_Pick]:
+    """Moves that gain more than min_gain: a batch on disjoint nodes from the first net,
+    else the single best move of a wider one."""
+    min_gain = st.p.settings.min_gain
+    vs, ds = st.net(*BATCH_NET)
+    picks = st.best_disjoint(vs, ds, min_gain, BATCH)
+    if picks:
+        return picks
     for k_src, k_dst in NETS:
         vs, ds = st.net(k_src, k_dst)
-        pick = st.best(vs, ds, min_gain=st.p.settings.min_gain)
-        if pick is not None or (k_src >= st.n and k_dst >= st.n):
+        pick = st.best(vs, ds, min_gain=min_gain)
+        if pick is not None:
+            return [pick]
+        if k_src >= st.n and k_dst >= st.n:
             break
-    return pick
+    return []
 
 
 def _balance(st: _State) -> list[str]:
     """Greedy best-gain moves until nothing gains more than min_gain or the budget is spent."""
     if not (st.w > 0).any():
         return ["no resource has a weight: nothing to balance"]
+    min_gain = st.p.settings.min_gain
     while st.budget_left():
-        pick = _next_move(st)
-        if pick is None:
+        picks = _next_moves(st)
+        if not picks:
             return []
-        st.apply(pick, "")
-    pick = _next_move(st)
-    if pick is None:
+        for i, pick in enumerate(picks):
+            # the first is exact; later ones were scored before the earlier moves
+            if not st.budget_left() or (i and st.gain_now(pick) <= min_gain):
+                break
+            if st.cost[pick.ve, 0 if st.same_pair(pick) else 1] > st.bytes_left():
+                break
+            st.apply(pick, "")
+    picks = _next_moves(st)
+    if not picks:
         return []
     return [f"move budget ({st.p.settings.max_moves}) spent; the next move would have "
-            f"lowered the spread by {pick.gain:.4f}"]
+            f"lowered the spread by {picks[0].gain:.4f}"]
