@@ -66,7 +66,7 @@ def kernel_hz(proc_root: Path) -> int:
         for line in (config or "").split("\n"):
             if line.startswith("CONFIG_HZ="):
                 value = line[10:].strip()
-                if value.isdigit() and int(value) > 0:
+                if value.isascii() and value.isdigit() and int(value) > 0:
                     return int(value)
     return DEFAULT_KERNEL_HZ
 
