@@ -50,7 +50,11 @@ def load(engine: Engine, n_ves: int, n_samples: int, chunk: int = 2000) -> None:
         )
         with engine.begin() as conn:
             bulk.insert_frame(conn, ve_samples, frame)
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # ingest keeps ves in step with the samples; so do we
+        conn.exec_driver_sql(
+            "INSERT INTO ves (ve, node, balanced, pinned) "
+            "SELECT ve, min(node), true, false FROM ve_samples GROUP BY ve"
+        )
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE ve_samples")
 

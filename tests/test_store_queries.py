@@ -171,3 +171,30 @@ def test_sync_nodes_records_pairs(store: Engine) -> None:
     with store.begin() as conn:
         queries.sync_nodes(conn, Config())
         assert set(conn.execute(sa.text("SELECT pair FROM nodes")).scalars()) == {None}
+
+
+def test_window_demand_split_in_parallel_gives_the_same(
+    store: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(11)
+    names = [f"ve{i:02d}" for i in range(12)]
+    frame = pd.DataFrame(
+        {
+            "ve": np.repeat(names, 20),
+            "node": "n1",
+            "ts": np.tile(np.arange(20) * 300.0, 12),
+            "cpu_used": rng.random(240),
+            "mem_bytes": rng.integers(1, 1 << 40, 240),
+        }
+    )
+    _fill(store, frame)
+    with store.begin() as conn:
+        conn.execute(queries.ves.insert(), [{"ve": v, "node": "n1"} for v in names])
+    whole = queries.window_demand(store, start=-1, end=1e9)
+    monkeypatch.setattr(queries, "SPLIT_MIN_VES", 2)
+    monkeypatch.setattr(queries.os, "cpu_count", lambda: 3)
+    if store.dialect.name == "postgresql":
+        assert len(queries._split_points(store, 3)) == 2
+    split = queries.window_demand(store, start=-1, end=1e9)
+    pd.testing.assert_frame_equal(whole, split)
+    assert len(split) == 12
