@@ -20,7 +20,9 @@ What it needs: ``demand``, ``capacity``, ``placement``, ``pair``, ``movable``, `
 ``move_cost`` and the settings; ``profile`` is ignored.
 
 Limits: greedy, so a good plan, not the best one. A VE may move twice but never back to a
-node it left in the same plan. Candidates are pruned: VEs on the most utilised nodes per
+node it left: when returning would be the best move, its last move is taken out of the plan
+instead (if every later step still fits without it), so a second run on the result rarely
+finds anything left to do. Candidates are pruned: VEs on the most utilised nodes per
 resource (plus their pair partners as cheap targets) against the least utilised targets that
 still have room; when that finds nothing the net widens twice (up to 64 sources and 256
 targets per resource), so clusters of up to 64 nodes are searched exhaustively while on larger
@@ -37,7 +39,7 @@ beyond the problem.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -102,6 +104,14 @@ class _State:
         self.free = np.asarray(p.movable, dtype=bool).copy()
         self.moved = np.zeros(p.n_ves, dtype=bool)
         self.left: dict[int, list[int]] = {}  # nodes each VE has left in this plan
+        self.last: dict[int, int] = {}  # index of each moved VE's last step
+        self.steps: list[tuple[int, int, int, bool]] = []  # (ve, src, dst, switchover)
+        r = self.dem.shape[1]
+        self.h_dst = np.zeros(0, dtype=np.int64)  # per step: target, its load after the step,
+        self.h_load = np.zeros((0, r))  # and the target's pair with its load when the
+        self.h_ppair = np.zeros(0, dtype=np.int64)  # step changed the pair (else -1)
+        self.h_pload = np.zeros((0, r))
+        self.undone = 0
         self.node_ves: list[list[int]] = [[] for _ in range(self.n)]
         for v in np.flatnonzero(self.free):
             self.node_ves[self.placement[v]].append(int(v))
@@ -140,9 +150,14 @@ class _State:
         ok = src[:, None] != ds[None, :]
         if not self.all_allowed:
             ok &= self.allowed[vs[:, None], ds[None, :]]
-        again = np.flatnonzero(self.moved[vs])
-        for i in again:  # never back to a node the VE has left in this plan
-            ok[i] &= ~np.isin(ds, self.left[int(vs[i])])
+        for i in np.flatnonzero(self.moved[vs]):
+            # never back to a node the VE has left, unless that takes its last move back
+            v = int(vs[i])
+            back = np.isin(ds, self.left[v])
+            x = self.steps[self.last[v]][1]
+            if back.any() and x in ds and self.can_undo(v, x):
+                back &= ds != x
+            ok[i] &= ~back
         if leave_pair:
             ok &= ~same
         cost = np.where(same, self.cost[vs, 0][:, None], self.cost[vs, 1][:, None])
@@ -231,12 +246,11 @@ class _State:
 
     # -- applying a move ---------------------------------------------------------------------
 
-    def apply(self, pick: _Pick, why: str) -> None:
-        v, d = pick.ve, pick.dst
+    def _relocate(self, v: int, d: int) -> tuple[int, bool]:
+        """Move VE ``v`` to node ``d`` in the state; returns its old node and whether the
+        move stays inside one pair."""
         s = int(self.placement[v])
         dem = self.dem[v]
-        names = self.p.nodes
-        before = self.now
         u_src, u_dst = self.u[s].copy(), self.u[d].copy()
         self.load[s] -= dem
         self.load[d] += dem
@@ -246,45 +260,131 @@ class _State:
         self.s2 += self.u[s] ** 2 - u_src**2 + self.u[d] ** 2 - u_dst**2
         ps, pd = self.pair[s], self.pair[d]
         same = bool(ps >= 0 and ps == pd)
+        touched = [np.array([s, d])]
         if not same:
             for p, sign in ((ps, -1.0), (pd, 1.0)):
                 if p >= 0:
                     self.pload[p] += sign * dem
                     self._proom[p] = self.plim[p] - self.pload[p]
-        touched = [np.array([s, d])]
-        if not same:
-            touched += [self.members[p] for p in (ps, pd) if p >= 0]
+                    touched.append(self.members[p])
         self._refresh(np.concatenate(touched))
-        cost = float(self.cost[v, 0 if same else 1])
-        self.bytes_used += cost
         self.placement[v] = d
-        self.moved[v] = True
-        self.left.setdefault(v, []).append(s)
         self.node_ves[s].remove(v)
         self.node_ves[d].append(v)
         self.n_free[s] -= 1
         self.n_free[d] += 1
-        self.node_moves[[s, d]] += 1
+        self.now = self.score()
+        return s, same
+
+    def _count_node_moves(self, nodes: list[int], step: int) -> None:
+        self.node_moves[nodes] += step
         per_node = self.p.settings.max_moves_per_node
         if per_node is not None:
-            spent = self.node_moves >= per_node
-            self.src_ok &= ~spent
-            self.dst_ok &= ~spent
+            room = self.node_moves < per_node
+            self.src_ok = room
+            self.dst_ok = room & ~self.maint
+
+    def apply(self, pick: _Pick, why: str) -> None:
+        """Make the move; a VE returning to the node its last move left takes that move back."""
+        v, d = pick.ve, pick.dst
+        if d in self.left.get(v, ()):
+            self._undo(v)
+            return
+        before = self.now
+        dem = self.dem[v]
+        u_src = self.u[int(self.placement[v])].copy()
+        s, same = self._relocate(v, d)
+        cost = float(self.cost[v, 0 if same else 1])
+        self.bytes_used += cost
+        self.moved[v] = True
+        self.left.setdefault(v, []).append(s)
+        self._count_node_moves([s, d], 1)
+        self._record(v, s, d, same)
         r = int(np.argmax(self.w * dem * self.inv_cap[s]))
-        res = self.p.resources[r]
-        detail = f"{res} {u_src[r]:.2f}→{self.u[s, r]:.2f} on {names[s]}"
-        self.now = self.score()
-        reason = f"{why}{detail}; spread {before:.3f}→{self.now:.3f}"
+        names = self.p.nodes
+        detail = f"{self.p.resources[r]} {u_src[r]:.2f}→{self.u[s, r]:.2f} on {names[s]}"
         self.moves.append(
             Move(
                 ve=self.p.ves[v],
                 src=names[s],
                 dst=names[d],
                 kind="switchover" if same else "migrate",
-                reason=reason,
+                reason=f"{why}{detail}; spread {before:.3f}→{self.now:.3f}",
                 bytes=int(cost),
             )
         )
+
+    # -- history, to take a move back ---------------------------------------------------------
+
+    def _record(self, v: int, s: int, d: int, same: bool) -> None:
+        """Remember the step and the load it left on its target (node and, if it changed, pair)."""
+        k = len(self.steps)
+        if k == len(self.h_dst):
+            grow = max(64, k)
+            self.h_dst = np.concatenate([self.h_dst, np.full(grow, -1)])
+            self.h_ppair = np.concatenate([self.h_ppair, np.full(grow, -1)])
+            self.h_load = np.vstack([self.h_load, np.zeros((grow, self.dem.shape[1]))])
+            self.h_pload = np.vstack([self.h_pload, np.zeros((grow, self.dem.shape[1]))])
+        p = int(self.pair[d])
+        self.h_dst[k] = d
+        self.h_load[k] = self.load[d]
+        self.h_ppair[k] = p if (p >= 0 and not same) else -1
+        if self.h_ppair[k] >= 0:
+            self.h_pload[k] = self.pload[p]
+        self.steps.append((v, s, d, same))
+        self.last[v] = k
+
+    def can_undo(self, v: int, x: int) -> bool:
+        """Could VE ``v`` return to ``x`` by dropping its last move (x → here) from the plan?
+
+        Only if every later step that put load on ``x`` (or migrated into its pair, when
+        the dropped move left the pair) still fits with ``v`` staying on ``x`` all along.
+        """
+        i = self.last.get(v)
+        if i is None:
+            return False
+        _, s, d, same = self.steps[i]
+        if s != x or self.placement[v] != d:
+            return False
+        n = len(self.steps)
+        dem = self.dem[v]
+        rises = dem > 0
+        on_x = self.h_load[i + 1 : n][self.h_dst[i + 1 : n] == x] + dem
+        if (on_x[:, rises] > self.limit[x, rises] * (1 + 1e-9)).any():
+            return False
+        p = int(self.pair[x])
+        if same or p < 0:
+            return True
+        in_p = self.h_pload[i + 1 : n][self.h_ppair[i + 1 : n] == p] + dem
+        return not (in_p[:, rises] > self.plim[p, rises] * (1 + 1e-9)).any()
+
+    def _undo(self, v: int) -> None:
+        """Take back VE ``v``'s last move: it returns where it was, the move leaves the plan."""
+        i = self.last[v]
+        _, x, y, same = self.steps[i]
+        self._relocate(v, x)
+        dem = self.dem[v]
+        n = len(self.steps)
+        later = slice(i + 1, n)
+        self.h_load[later][self.h_dst[later] == x] += dem
+        self.h_load[later][self.h_dst[later] == y] -= dem
+        if not same:
+            for p, sign in ((int(self.pair[x]), 1.0), (int(self.pair[y]), -1.0)):
+                if p >= 0:
+                    self.h_pload[later][self.h_ppair[later] == p] += sign * dem
+        for arr in (self.h_dst, self.h_ppair, self.h_load, self.h_pload):
+            arr[i : n - 1] = arr[i + 1 : n].copy()
+        del self.steps[i], self.moves[i]
+        self.last = {u: (k - 1 if k > i else k) for u, k in self.last.items() if u != v}
+        earlier = [k for k in range(i - 1, -1, -1) if self.steps[k][0] == v]
+        if earlier:
+            self.last[v] = earlier[0]
+        else:
+            self.moved[v] = False
+        self.left[v].pop()
+        self.bytes_used -= float(self.cost[v, 0 if same else 1])
+        self._count_node_moves([x, y], -1)
+        self.undone += 1
 
     # -- node ranking -----------------------------------------------------------------------
 
@@ -353,11 +453,7 @@ class Balance:
     def plan(self, problem: Problem) -> Plan:
         check_shapes(problem)
         st = _State(problem)
-        notes: list[str] = []
-        if problem.n_ves and problem.n_nodes:
-            notes += _evacuate(st)
-            notes += _repair(st)
-            notes += _balance(st)
+        notes = _run(st) if problem.n_ves and problem.n_nodes else []
         return Plan(
             algorithm=self.name,
             moves=tuple(st.moves),
@@ -367,8 +463,58 @@ class Balance:
         )
 
 
-def _budget_note(st: _State, what: str) -> list[str]:
-    return [f"move budget ({st.p.settings.max_moves}) spent before {what}"]
+@dataclass
+class _Mandatory:
+    """What one pass of evacuations and repairs did and could not do."""
+
+    evacuated: int = 0
+    repaired: int = 0
+    over_nodes: int = 0  # at the start of the pass
+    over_pairs: int = 0
+    stuck: list[str] = field(default_factory=list)  # notes on what is left undone
+    budget: bool = False
+
+
+def _run(st: _State) -> list[str]:
+    """Mandatory moves, then balancing; retried while balancing makes room for what was stuck."""
+    first = _mandatory_pass(st)
+    notes = []
+    if first.evacuated:
+        notes.append(f"evacuated {first.evacuated} VE(s) from maintenance or forbidden nodes "
+                     "first")
+    if first.over_nodes or first.over_pairs:
+        what = [f"{first.over_nodes} node(s) over max_utilisation"] if first.over_nodes else []
+        what += [f"{first.over_pairs} pair(s) unable to fail over"] if first.over_pairs else []
+        notes.append(f"{' and '.join(what)} at the start: {first.repaired} repair move(s) "
+                     "come first")
+    last, later = first, 0
+    balance_notes = _balance(st)
+    while last.stuck and st.budget_left():
+        moves_before = len(st.moves)
+        last = _mandatory_pass(st)
+        if len(st.moves) == moves_before:
+            break
+        later += len(st.moves) - moves_before
+        balance_notes = _balance(st)
+    if later:
+        notes.append(f"balancing made room for {later} more mandatory move(s)")
+    if st.undone:
+        notes.append(f"{st.undone} move(s) taken back: the VE was better where it started")
+    notes += last.stuck
+    if last.budget:
+        notes.append(f"move budget ({st.p.settings.max_moves}) spent before every mandatory "
+                     "move was made")
+    return notes + balance_notes
+
+
+def _mandatory_pass(st: _State) -> _Mandatory:
+    out = _Mandatory()
+    before = len(st.moves)
+    _evacuate(st, out)
+    out.evacuated = len(st.moves) - before
+    _repair(st, out)
+    out.repaired = len(st.moves) - before - out.evacuated
+    return out
 
 
 def _targets(st: _State, k: int, vs: np.ndarray, leave: int = -1) -> np.ndarray:
@@ -401,21 +547,18 @@ def _mandatory(st: _State, vs: np.ndarray, *, leave: int = -1) -> _Pick | None:
     return None
 
 
-def _evacuate(st: _State) -> list[str]:
+def _evacuate(st: _State, out: _Mandatory) -> None:
     """Move every movable VE off maintenance nodes and nodes its rules forbid."""
     here = st.placement
-    must = (st.maint[here] | ~st.allowed[np.arange(st.p.n_ves), here])
-    stuck_pinned = np.flatnonzero(must & ~st.free)
+    must = st.maint[here] | ~st.allowed[np.arange(st.p.n_ves), here]
+    pinned = np.flatnonzero(must & ~st.free)
     todo = np.flatnonzero(must & st.free)
-    if not len(todo) and not len(stuck_pinned):
-        return []
-    notes = []
+    stuck: list[str] = []
     # largest first: they are the hardest to place
     size = (st.dem[todo] * st.inv_cap[here[todo]]).max(axis=1)
-    stuck: list[str] = []
     for v in todo[np.argsort(-size, kind="stable")]:
         if not st.budget_left():
-            notes += _budget_note(st, "every VE was evacuated")
+            out.budget = True
             break
         s = int(st.placement[v])
         pick = _mandatory(st, np.array([v])) if st.src_ok[s] else None
@@ -424,35 +567,30 @@ def _evacuate(st: _State) -> list[str]:
             continue
         why = "evacuate maintenance node; " if st.maint[s] else "rules forbid this node; "
         st.apply(pick, why)
-    done = len(st.moves)
-    notes.insert(0, f"evacuated {done} VE(s) from maintenance or forbidden nodes first")
     if stuck:
-        notes.append(f"no room or no allowed node to evacuate: {', '.join(stuck)}")
-    if len(stuck_pinned):
-        names = ", ".join(st.p.ves[v] for v in stuck_pinned)
-        notes.append(f"pinned VE(s) left on maintenance or forbidden nodes: {names}")
-    return notes
+        out.stuck.append(f"no room or no allowed node to evacuate: {', '.join(stuck)}")
+    if len(pinned):
+        names = ", ".join(st.p.ves[v] for v in pinned)
+        out.stuck.append(f"pinned VE(s) left on maintenance or forbidden nodes: {names}")
 
 
-def _repair(st: _State) -> list[str]:
+def _repair(st: _State, out: _Mandatory) -> None:
     """Relieve nodes over max_utilisation, then pairs that could not fail over, worst first."""
-    first = len(st.moves)
     hopeless_nodes = np.zeros(st.n, dtype=bool)
     hopeless_pairs = np.zeros(len(st.plim), dtype=bool)
-    notes: list[str] = []
     counted = False
-    n_nodes0 = n_pairs0 = 0
     while True:
         node_excess = ((st.load - st.limit) * st.inv_limit).max(axis=1)
         pair_excess = ((st.pload - st.plim_f) * st.inv_plim).max(axis=1, initial=-np.inf)
         over_nodes = (node_excess > 1e-9) & ~hopeless_nodes
         over_pairs = (pair_excess > 1e-9) & ~hopeless_pairs
         if not counted:
-            n_nodes0, n_pairs0, counted = int(over_nodes.sum()), int(over_pairs.sum()), True
+            out.over_nodes, out.over_pairs = int(over_nodes.sum()), int(over_pairs.sum())
+            counted = True
         if not over_nodes.any() and not over_pairs.any():
             break
         if not st.budget_left():
-            notes += _budget_note(st, "every violation was repaired")
+            out.budget = True
             break
         if over_nodes.any():
             n = int(np.argmax(np.where(over_nodes, node_excess, -np.inf)))
@@ -462,27 +600,22 @@ def _repair(st: _State) -> list[str]:
             pick = _mandatory(st, vs)
             if pick is None:
                 hopeless_nodes[n] = True
-                notes.append(f"{st.p.nodes[n]} stays over max_utilisation: nothing can move off")
+                out.stuck.append(f"{st.p.nodes[n]} stays over max_utilisation: no VE can "
+                                 "move off it (room, rules, pins or budget)")
                 continue
             st.apply(pick, "node over max_utilisation; ")
         else:
             p = int(np.argmax(np.where(over_pairs, pair_excess, -np.inf)))
-            members = np.flatnonzero((st.pair == p) & st.src_ok)
+            names = "+".join(st.p.nodes[m] for m in st.members[p])
+            members = st.members[p][st.src_ok[st.members[p]]]
             vs = np.array([v for m in members for v in st.node_ves[m]], dtype=np.int64)
             pick = _mandatory(st, vs, leave=p)
             if pick is None:
                 hopeless_pairs[p] = True
-                names = "+".join(st.p.nodes[m] for m in np.flatnonzero(st.pair == p))
-                notes.append(f"pair {names} still cannot fail over: nothing can move out")
+                out.stuck.append(f"pair {names} still cannot fail over: no VE can move out "
+                                 "(room, rules, pins or budget)")
                 continue
-            names = "+".join(st.p.nodes[m] for m in np.flatnonzero(st.pair == p))
             st.apply(pick, f"pair {names} cannot fail over; ")
-    if n_nodes0 or n_pairs0:
-        what = [f"{n_nodes0} node(s) over max_utilisation"] if n_nodes0 else []
-        what += [f"{n_pairs0} pair(s) unable to fail over"] if n_pairs0 else []
-        notes.insert(0, f"{' and '.join(what)} at the start: "
-                        f"{len(st.moves) - first} repair move(s) come first")
-    return notes
 
 
 def _next_moves(st: _State) -> list[_Pick]:

@@ -22,9 +22,11 @@ ALGORITHMS = sorted(registry.available())
 
 
 def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: float = 0.1,
-                   maintenance: int = 0, ruled: float = 0.0, max_moves: int | None = None,
+                   maintenance: int = 0, ruled: float = 0.0, lone: int = 0,
+                   max_moves: int | None = None,
                    max_bytes: float | None = None, per_node: int | None = None) -> Problem:
-    """A skewed cluster with optional pins, maintenance nodes, host rules and budgets."""
+    """A skewed cluster with optional pins, maintenance nodes, host rules, nodes outside any
+    pair (``lone``: the last ones) and budgets."""
     rng = np.random.default_rng(seed)
     p = synthetic(n_nodes, n_ves, seed, pinned_share=pinned)
     maint = np.zeros(p.n_nodes, dtype=bool)
@@ -35,7 +37,9 @@ def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: fl
     allowed[:, maint] = False
     s = replace(p.settings, max_moves=max_moves, max_moves_per_node=per_node, min_gain=1e-5,
                 max_bytes=None if max_bytes is None else int(max_bytes))
-    return replace(p, allowed=allowed, maintenance=maint, settings=s)
+    pair = p.pair.copy()
+    pair[len(pair) - min(lone, len(pair)):] = -1
+    return replace(p, allowed=allowed, maintenance=maint, settings=s, pair=pair)
 
 
 def apply(problem: Problem, plan: Plan) -> np.ndarray:
@@ -60,6 +64,7 @@ CASES = {
     "byte-budget": {"max_bytes": 200 * 1024**3},
     "per-node-budget": {"per_node": 2},
     "large": {"n_nodes": 40, "n_ves": 800},
+    "nodes-outside-pairs": {"lone": 3},
 }
 
 
@@ -135,16 +140,17 @@ def test_empty_cluster(algorithm: Algorithm) -> None:
     pinned=st.sampled_from([0.0, 0.3]),
     maintenance=st.integers(0, 2),
     ruled=st.sampled_from([0.0, 0.5]),
+    lone=st.integers(0, 3),
     max_moves=st.sampled_from([None, 3]),
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_property_plans_validate_and_converge(seed: int, n_nodes: int, n_ves: int,
                                               pinned: float, maintenance: int, ruled: float,
-                                              max_moves: int | None) -> None:
+                                              lone: int, max_moves: int | None) -> None:
     for name in ALGORITHMS:
         algorithm = registry.load(name)
         problem = random_problem(seed, n_nodes, n_ves, pinned=pinned, maintenance=maintenance,
-                                 ruled=ruled, max_moves=max_moves)
+                                 ruled=ruled, lone=lone, max_moves=max_moves)
         plan = algorithm.plan(problem)
         assert validate(problem, plan) == []
         if max_moves is None:
