@@ -1,0 +1,349 @@
+"""The working state of a greedy placement: loads, utilisation, pair room, budget, and the
+numpy scoring of candidate moves against ``Problem.score``.
+
+Shapes: V VEs, N nodes, R resources; a candidate block is A VEs × D targets. Scoring a block
+costs O(A·D·R) with the spread of each candidate derived from the running sums of
+utilisation and its square (no recomputation over all nodes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from algorithms.base import Move, Problem
+from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load, partner
+from algorithms.steplog import Step, StepLog
+
+NEAR_BEST = 0.01  # moves within 1 % of the best gain compete on cost
+
+
+@dataclass(frozen=True)
+class Pick:
+    ve: int
+    dst: int
+    gain: float
+
+
+class State:
+    """The cluster as the plan changes it: loads, utilisation, pair loads, budget."""
+
+    def __init__(self, problem: Problem) -> None:
+        p, s = problem, problem.settings
+        self.p = p
+        self.dem = np.asarray(p.demand, dtype=float)
+        self.dem_t = np.ascontiguousarray(self.dem.T)
+        cap = np.asarray(p.capacity, dtype=float)
+        with np.errstate(divide="ignore"):
+            self.inv_cap = np.where(cap > 0, 1.0 / np.where(cap > 0, cap, 1.0), 0.0)
+        self.w = np.asarray(s.weights, dtype=float)
+        self.w_n = self.w / np.sqrt(max(p.n_nodes, 1))  # std = sqrt(n·var) / sqrt(n)
+        self.placement = np.array(p.placement, dtype=np.int64)
+        self.pair = np.asarray(p.pair, dtype=np.int64)
+        self.partner = partner(self.pair)
+        self.allowed = np.asarray(p.allowed, dtype=bool)
+        self.all_allowed = bool(self.allowed.all())
+        self.cost = np.asarray(p.move_cost, dtype=float)
+        self.load = p.load(self.placement)
+        self.limit = node_limit(p)
+        self.u = self.load * self.inv_cap
+        self.plim = pair_limit(p)
+        self.pload = pair_load(self.pair, self.load)
+        self._proom = np.vstack([self.plim - self.pload, np.full((1, self.dem.shape[1]), np.inf)])
+        self.n = p.n_nodes
+        self.members = members(self.pair, len(self.plim))
+        # per-node table [4, R, N]: 1/capacity, utilisation, room on the node, room in its pair
+        self.tab = np.empty((4, self.dem.shape[1], self.n))
+        self.tab[0] = self.inv_cap.T
+        self.open = np.ones(self.n, dtype=bool)
+        self._refresh(np.arange(self.n))
+        self.s1 = self.u.sum(axis=0)
+        self.s2 = (self.u * self.u).sum(axis=0)
+        self.now = self.score()
+        finite = np.isfinite(self.plim)
+        self.inv_limit = inverse(self.limit)
+        self.plim_f = np.where(finite, self.plim, 0.0)
+        self.inv_plim = np.where(finite, inverse(self.plim), 0.0)
+        self.maint = maintenance(p)
+        self.free = np.asarray(p.movable, dtype=bool).copy()
+        self.moved = np.zeros(p.n_ves, dtype=bool)
+        self.log = StepLog(self.dem.shape[1])
+        self.undone = 0
+        self.node_ves: list[list[int]] = [[] for _ in range(self.n)]
+        for v in np.flatnonzero(self.free):
+            self.node_ves[self.placement[v]].append(int(v))
+        self.n_free = np.array([len(x) for x in self.node_ves], dtype=np.int64)
+        self.node_moves = np.zeros(self.n, dtype=np.int64)
+        self.src_ok = np.ones(self.n, dtype=bool)
+        self.dst_ok = ~self.maint
+        self.moves: list[Move] = []
+        self.bytes_used = 0.0
+
+    # -- the objective ---------------------------------------------------------------
+
+    def score(self) -> float:
+        mean = self.s1 / self.n
+        return float(np.sum(self.w * np.sqrt(np.maximum(self.s2 / self.n - mean * mean, 0.0))))
+
+    # -- budget --------------------------------------------------------------------------
+
+    def budget_left(self) -> bool:
+        cap = self.p.settings.max_moves
+        return cap is None or len(self.moves) < cap
+
+    def bytes_left(self) -> float:
+        cap = self.p.settings.max_bytes
+        return np.inf if cap is None else cap - self.bytes_used
+
+    # -- candidate scoring -----------------------------------------------------------------
+
+    def gains(self, vs: np.ndarray, ds: np.ndarray, leave_pair: bool = False
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Score drop [A, D] of moving each of ``vs`` to each of ``ds`` (-inf: infeasible),
+        and the bytes [A, D] each move would copy."""
+        src = self.placement[vs]
+        pd = self.pair[ds]
+        same = (self.pair[src][:, None] == pd[None, :]) & (pd >= 0)[None, :]
+        ok = src[:, None] != ds[None, :]
+        if not self.all_allowed:
+            ok &= self.allowed[vs[:, None], ds[None, :]]
+        for i in np.flatnonzero(self.moved[vs]):
+            # never back to a node the VE has left, unless that takes its last move back
+            v = int(vs[i])
+            back = np.isin(ds, self.log.left[v])
+            x = self.log.steps[self.log.last[v]].src
+            if back.any() and x in ds and self.can_undo(v, x):
+                back &= ds != x
+            ok[i] &= ~back
+        if leave_pair:
+            ok &= ~same
+        cost = np.where(same, self.cost[vs, 0][:, None], self.cost[vs, 1][:, None])
+        if self.p.settings.max_bytes is not None:
+            ok &= cost <= self.bytes_left()
+        # everything below is [R, A, D] (resource, VE, target): reductions run over axis 0
+        dem = self.dem_t[:, vs]
+        t = self.tab[:, :, ds]
+        fit = np.all(dem[None, :, :, None] <= t[2:, :, None, :], axis=1)
+        ok &= fit[0] & (same | fit[1])
+        a = dem * self.tab[0][:, src]
+        b = dem[:, :, None] * t[0][:, None, :]
+        s1 = self.s1[:, None, None] + b - a[:, :, None]
+        sq = (a * (a - 2.0 * self.tab[1][:, src]))[:, :, None] + b * (b + 2.0 * t[1][:, None, :])
+        var = self.s2[:, None, None] + sq
+        var -= s1 * s1 / self.n
+        std = np.sqrt(np.maximum(var, 0.0, out=var), out=var)
+        loss = (self.w_n @ std.reshape(len(self.w), -1)).reshape(ok.shape)
+        return np.where(ok, self.now - loss, -np.inf), cost
+
+    def best(self, vs: np.ndarray, ds: np.ndarray, *, leave_pair: bool = False,
+             min_gain: float | None = None) -> Pick | None:
+        """Best feasible move of one of ``vs`` to one of ``ds``; None when none qualifies.
+
+        ``min_gain=None`` is for mandatory moves: any feasible move counts, even one that
+        raises the score.
+        """
+        if not len(vs) or not len(ds):
+            return None
+        g, cost = self.gains(vs, ds, leave_pair)
+        floor = -np.inf if min_gain is None else min_gain
+        return choose(g, cost, vs, ds, floor)
+
+    def best_disjoint(self, vs: np.ndarray, ds: np.ndarray, min_gain: float, most: int
+                      ) -> list[Pick]:
+        """Up to ``most`` good moves touching different nodes and pairs, best first.
+
+        Moves on disjoint nodes and pairs stay feasible after each other; only their gain
+        shifts a little (the cluster mean moves), so callers re-check it before applying.
+        """
+        if not len(vs) or not len(ds):
+            return []
+        g, cost = self.gains(vs, ds)
+        src = self.placement[vs]
+        ps, pd = self.pair[src], self.pair[ds]
+        picks: list[Pick] = []
+        while len(picks) < most:
+            pick = choose(g, cost, vs, ds, min_gain)
+            if pick is None:
+                break
+            picks.append(pick)
+            s, d = int(self.placement[pick.ve]), pick.dst
+            # -2 matches nothing: a node outside any pair (-1) must not block the others
+            p1, p2 = (p if p >= 0 else -2 for p in (self.pair[s], self.pair[d]))
+            g[(src == s) | (src == d) | (ps == p1) | (ps == p2)] = -np.inf
+            g[:, (ds == s) | (ds == d) | (pd == p1) | (pd == p2)] = -np.inf
+        return picks
+
+    def same_pair(self, pick: Pick) -> bool:
+        p = self.pair[self.placement[pick.ve]]
+        return bool(p >= 0 and p == self.pair[pick.dst])
+
+    def gain_now(self, pick: Pick) -> float:
+        """Exact score drop of ``pick`` in the current state."""
+        s, d = int(self.placement[pick.ve]), pick.dst
+        dem = self.dem[pick.ve]
+        a, b = dem * self.inv_cap[s], dem * self.inv_cap[d]
+        s1 = self.s1 - a + b
+        s2 = self.s2 + a * (a - 2.0 * self.u[s]) + b * (b + 2.0 * self.u[d])
+        var = np.maximum(s2 - s1 * s1 / self.n, 0.0)
+        return self.now - float(self.w_n @ np.sqrt(var))
+
+    def open_targets(self) -> np.ndarray:
+        """[N] bool: allowed targets with room left on the node and in its pair."""
+        return self.dst_ok & self.open
+
+    def _refresh(self, nodes: np.ndarray) -> None:
+        """Refresh the table and ``open`` (room on the node and in its pair) for these nodes."""
+        block = np.stack([
+            self.u[nodes],
+            self.limit[nodes] * (1 + 1e-9) - self.load[nodes],
+            self._proom[self.pair[nodes]] + 1e-9,
+        ])
+        self.tab[1:, :, nodes] = block.transpose(0, 2, 1)
+        self.open[nodes] = (block[1:] > 2e-9 * self.limit[nodes]).all(axis=(0, 2))
+
+    # -- applying a move ---------------------------------------------------------------------
+
+    def _relocate(self, v: int, d: int) -> tuple[int, bool]:
+        """Move VE ``v`` to node ``d`` in the state; returns its old node and whether the
+        move stays inside one pair."""
+        s = int(self.placement[v])
+        dem = self.dem[v]
+        u_src, u_dst = self.u[s].copy(), self.u[d].copy()
+        self.load[s] -= dem
+        self.load[d] += dem
+        self.u[s] = self.load[s] * self.inv_cap[s]
+        self.u[d] = self.load[d] * self.inv_cap[d]
+        self.s1 += self.u[s] - u_src + self.u[d] - u_dst
+        self.s2 += self.u[s] ** 2 - u_src**2 + self.u[d] ** 2 - u_dst**2
+        ps, pd = self.pair[s], self.pair[d]
+        same = bool(ps >= 0 and ps == pd)
+        touched = [np.array([s, d])]
+        if not same:
+            for p, sign in ((ps, -1.0), (pd, 1.0)):
+                if p >= 0:
+                    self.pload[p] += sign * dem
+                    self._proom[p] = self.plim[p] - self.pload[p]
+                    touched.append(self.members[p])
+        self._refresh(np.concatenate(touched))
+        self.placement[v] = d
+        self.node_ves[s].remove(v)
+        self.node_ves[d].append(v)
+        self.n_free[s] -= 1
+        self.n_free[d] += 1
+        self.now = self.score()
+        return s, same
+
+    def _count_node_moves(self, nodes: list[int], step: int) -> None:
+        self.node_moves[nodes] += step
+        per_node = self.p.settings.max_moves_per_node
+        if per_node is not None:
+            room = self.node_moves < per_node
+            self.src_ok = room
+            self.dst_ok = room & ~self.maint
+
+    def apply(self, pick: Pick, why: str) -> None:
+        """Make the move; a VE returning to the node its last move left takes that move back."""
+        v, d = pick.ve, pick.dst
+        if d in self.log.left.get(v, ()):
+            self._undo(v)
+            return
+        before = self.now
+        dem = self.dem[v]
+        u_src = self.u[int(self.placement[v])].copy()
+        s, same = self._relocate(v, d)
+        cost = float(self.cost[v, 0 if same else 1])
+        self.bytes_used += cost
+        self.moved[v] = True
+        self._count_node_moves([s, d], 1)
+        p = int(self.pair[d]) if not same else -1
+        self.log.record(Step(v, s, d, same), self.load[d], p, self.pload[p] if p >= 0 else None)
+        r = int(np.argmax(self.w * dem * self.inv_cap[s]))
+        names = self.p.nodes
+        detail = f"{self.p.resources[r]} {u_src[r]:.2f}→{self.u[s, r]:.2f} on {names[s]}"
+        self.moves.append(
+            Move(
+                ve=self.p.ves[v],
+                src=names[s],
+                dst=names[d],
+                kind="switchover" if same else "migrate",
+                reason=f"{why}{detail}; spread {before:.3f}→{self.now:.3f}",
+                bytes=int(cost),
+            )
+        )
+
+    # -- history, to take a move back ---------------------------------------------------------
+
+    def can_undo(self, v: int, x: int) -> bool:
+        """Could VE ``v`` return to ``x`` by dropping its last move (x → here) from the plan?"""
+        step = self.log.last_step(v)
+        if step is None or step.src != x or self.placement[v] != step.dst:
+            return False
+        p = int(self.pair[x])
+        plim = None if step.same_pair or p < 0 else self.plim[p]
+        return self.log.fits_without_last(v, self.dem[v], self.limit[x], p, plim)
+
+    def _undo(self, v: int) -> None:
+        """Take back VE ``v``'s last move: it returns where it was, the move leaves the plan."""
+        step = self.log.steps[self.log.last[v]]
+        self._relocate(v, step.src)
+        i = self.log.drop_last(v, self.dem[v], int(self.pair[step.src]), int(self.pair[step.dst]))
+        del self.moves[i]
+        self.moved[v] = v in self.log.last
+        self.bytes_used -= float(self.cost[v, 0 if step.same_pair else 1])
+        self._count_node_moves([step.src, step.dst], -1)
+        self.undone += 1
+
+    # -- node ranking -----------------------------------------------------------------------
+
+    def ranked(self, key: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+        """Indices of the (at most) k nodes with the largest ``key`` among ``mask``."""
+        n = len(key)
+        if k >= n:
+            return np.flatnonzero(mask)
+        if k == 1:
+            i = int(np.argmax(np.where(mask, key, -np.inf)))
+            return np.array([i]) if mask[i] else np.zeros(0, dtype=np.int64)
+        top = np.argpartition(np.where(mask, key, -np.inf), n - k)[n - k :]
+        return top[mask[top]]
+
+    def net(self, k_src: int, k_dst: int) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate VEs (on the most utilised nodes) and targets (the least utilised)."""
+        srcs, dsts = [], []
+        src_mask = self.src_ok & (self.n_free > 0)
+        open_ = self.open_targets()
+        for r in np.flatnonzero(self.w > 0):
+            srcs.append(self.ranked(self.u[:, r], src_mask, k_src))
+            dsts.append(self.ranked(-self.u[:, r], open_, k_dst))
+        src = np.unique(np.concatenate(srcs)) if srcs else np.zeros(0, dtype=np.int64)
+        mates = self.partner[src]
+        mates = mates[(mates >= 0)]
+        mates = mates[self.dst_ok[mates]]
+        dst = np.unique(np.concatenate([*dsts, mates])) if dsts else mates
+        ves = [v for s in src for v in self.node_ves[s]]
+        return np.array(ves, dtype=np.int64), dst
+
+
+def choose(g: np.ndarray, cost: np.ndarray, vs: np.ndarray, ds: np.ndarray, floor: float
+            ) -> Pick | None:
+    """The cheapest move among those within NEAR_BEST of the best gain (above ``floor``)."""
+    i = int(np.argmax(g))
+    top = float(g.flat[i])
+    if top == -np.inf or top <= floor:
+        return None
+    near = g >= top - NEAR_BEST * abs(top)
+    i = int(np.argmin(np.where(near, cost, np.inf)))
+    vi, di = divmod(i, len(ds))
+    return Pick(int(vs[vi]), int(ds[di]), float(g.flat[i]))
+
+
+def inverse(x: np.ndarray) -> np.ndarray:
+    """1/x, with a huge factor where x ≤ 0 so any load there counts as far over."""
+    return np.where(x > 0, 1.0 / np.where(x > 0, x, 1.0), 1e18)
+
+
+def members(pair: np.ndarray, n_pairs: int) -> list[np.ndarray]:
+    """Node indices of each pair."""
+    order = np.argsort(pair, kind="stable")
+    cuts = np.searchsorted(pair[order], np.arange(n_pairs + 1))
+    return [order[cuts[i] : cuts[i + 1]] for i in range(n_pairs)]
