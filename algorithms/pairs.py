@@ -1,4 +1,4 @@
-"""Numpy helpers about HA pairs and limits, shared by the algorithms and the validator.
+"""HA pairs and limits in numpy, shared by the algorithms and the validator.
 
 A pair can fail over when its whole load fits on its weaker node:
 ``pair total ≤ failover_overcommit × min(capacity of its nodes)``, per resource. A switchover
