@@ -49,6 +49,13 @@ class Problem:
     move_cost[V, 2]   bytes to copy: [:, 0] switchover inside the pair, [:, 1] migrate to
                       another pair
     profile[V, T, R]  optional time profile of demand (for time-aware algorithms)
+    maintenance[N]    nodes to evacuate; never targets
+    preferred[V, N]   should-rules: where each VE would rather be (a soft preference; the
+                      must-rules are ``allowed``)
+    affinity[V]       group id (-1: none); VEs of one group must share a node
+    anti_affinity[V]  group id (-1: none); VEs of one group must be on different pairs, so
+                      one failing pair never takes down the whole group
+    failcnt[V]        growth of the beancounter failure counters over the window
     """
 
     ves: tuple[str, ...]
@@ -63,7 +70,11 @@ class Problem:
     move_cost: np.ndarray
     settings: Settings
     profile: np.ndarray | None = None
-    maintenance: np.ndarray | None = None  # [N] bool: nodes to evacuate, never targets
+    maintenance: np.ndarray | None = None
+    preferred: np.ndarray | None = None
+    affinity: np.ndarray | None = None
+    anti_affinity: np.ndarray | None = None
+    failcnt: np.ndarray | None = None
 
     @property
     def n_ves(self) -> int:
