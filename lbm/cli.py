@@ -17,37 +17,55 @@ import click
 from lbm.context import State
 
 COMMANDS: dict[str, str] = {
+    "add": "lbm.commands.flags:add",
     "algorithms": "lbm.commands.algorithms:algorithms",
+    "completion": "lbm.commands.completion:completion",
     "demo": "lbm.commands.demo:demo",
+    "export": "lbm.commands.export:export",
+    "history": "lbm.commands.history:history",
     "ingest": "lbm.commands.ingest:ingest",
     "list": "lbm.commands.listing:list_ves",
     "log": "lbm.commands.log:log",
+    "maintenance": "lbm.commands.maintenance:maintenance",
     "migrate": "lbm.commands.migrate:migrate",
     "monitor": "lbm.commands.monitor:monitor",
     "nodes": "lbm.commands.listing:nodes",
     "pairs": "lbm.commands.listing:pairs",
+    "pin": "lbm.commands.flags:pin",
     "plan": "lbm.commands.plan:plan",
     "rebalance": "lbm.commands.rebalance:rebalance",
+    "remove": "lbm.commands.flags:remove",
     "report": "lbm.commands.report:report",
+    "show": "lbm.commands.show:show",
+    "unpin": "lbm.commands.flags:unpin",
 }
 
 # One line per command for `lbm --help`, so listing them imports none of them. A test
 # checks each line against the command's own help.
 SUMMARIES: dict[str, str] = {
+    "add": "Put a VE under balancing (the balancer may move it).",
     "algorithms": "List the placement algorithms that are installed.",
+    "completion": "Print the shell completion script for bash, zsh or fish.",
     "demo": (
         "Balance a simulated cluster of HA pairs from /proc files to executed moves."
     ),
+    "export": "Write metrics for Prometheus in node_exporter's textfile-collector format.",
+    "history": "Show runs with their moves, newest first.",
     "ingest": "Load new spool files into the store, each file exactly once.",
     "list": "List VEs with their recent use, where they run and their flags.",
     "log": "Show what LBVM did: events and journalled moves, oldest first.",
+    "maintenance": "Drain a node for maintenance (on), or end maintenance (off).",
     "migrate": "Move one VE to another node, through the plan validator.",
     "monitor": "Watch the cluster on a schedule and rebalance it at night.",
     "nodes": "List nodes with their capacity and recent use.",
     "pairs": "List HA pairs: their load and whether a survivor could carry it.",
+    "pin": "Pin a VE to its node: no plan, drain or manual move will take it away.",
     "plan": "Show the moves an algorithm would make, and the score change.",
     "rebalance": "Plan, validate and execute moves that even out the cluster.",
+    "remove": "Take a VE out of balancing (the balancer leaves it where it is).",
     "report": "Summarise the cluster: utilisation, score, recent moves, problems.",
+    "show": "Show one VE: where it runs, its flags, recent use and every journalled move.",
+    "unpin": "Unpin a VE so plans may move it again.",
 }
 
 CONFIG_CANDIDATES = (Path("lbvm.toml"), Path("/etc/lbvm/lbvm.toml"))
@@ -103,7 +121,21 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except (LbvmError, AlgorithmError) as exc:
-            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else repr(exc)) from exc
+            raise click.ClickException(_first_line(exc)) from exc
+        except Exception as exc:
+            # The store going away mid-command (a dropped connection, a locked or deleted
+            # SQLite file) is the operator's to fix, not a bug: one line, no traceback.
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if isinstance(exc, SQLAlchemyError):
+                orig = getattr(exc, "orig", None) or exc
+                raise click.ClickException(f"store error: {_first_line(orig)}") from exc
+            raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def resolve_config(explicit: Path | None) -> Path | None:

@@ -192,5 +192,16 @@ def to_json(obj: Any) -> str:
     return json.dumps(clean(obj), indent=2, allow_nan=False) + "\n"
 
 
+def record(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """One object with its values raw as in JSON output (times ISO-8601, NaN as None)."""
+    return {str(k): _raw(v, kind_of(str(k))) for k, v in doc.items()}
+
+
+def fields(doc: Mapping[str, Any]) -> str:
+    """'key  value' lines in table units, for a single object (``lbm show``)."""
+    width = max((len(str(k)) for k in doc), default=0)
+    return "".join(f"{k:<{width}}  {_cell(v, kind_of(str(k)))}\n" for k, v in doc.items())
+
+
 def emit(rows: Rows, fmt: str, *, columns: Sequence[str] | None = None) -> None:
     click.echo(render(rows, fmt, columns=columns), nl=False)

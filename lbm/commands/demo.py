@@ -9,8 +9,8 @@ import click
 import numpy as np
 import pandas as pd
 
-from lblog import spool
 from lblog.collect import collect
+from lblog.deliver import deliver
 from lbvm import demo as sim
 from lbvm.config import load
 from lbvm.cycle import run_cycle
@@ -70,8 +70,10 @@ def demo(folder: Path, pairs: int, ves: int, n_rounds: int, seed: int) -> None:
     click.echo(f"cluster: {len(cluster.nodes)} nodes in {pairs} HA pairs, {ves} VEs -> {root}/")
 
     files = 0
+    (root / "spool").mkdir()
     for t, node, proc in sim.rounds(cluster, root, n_rounds, seed=seed):
-        spool.write(config.spool, collect(proc, node.name, now=t))
+        # What `lblog collect --proc-root <proc>` does, with the demo's simulated clock.
+        deliver(collect(proc, node.name, now=t), config.spool, root / "backlog" / node.name)
         files += 1
     click.echo(f"lblog collect: {files} spool files ({n_rounds} rounds x {len(cluster.nodes)} "
                f"nodes) in {config.spool}/incoming/")

@@ -13,6 +13,8 @@ from lbm.params import DURATION
 if TYPE_CHECKING:
     import pandas as pd
 
+STATES = ("balanced", "excluded", "pinned", "unseen")
+
 _WINDOW = click.option(
     "--window",
     type=DURATION,
@@ -37,6 +39,13 @@ def _sorted(frame: pd.DataFrame, sort: str | None, default: str) -> pd.DataFrame
 @click.option("--node", help="Only VEs on this node.")
 @click.option("--pair", help="Only VEs on the nodes of this pair.")
 @click.option("--pinned/--unpinned", default=None, help="Only pinned, or only unpinned VEs.")
+@click.option(
+    "--state",
+    "state_filter",
+    type=click.Choice(STATES),
+    help="balanced: the balancer may move it; excluded: taken out with `lbm remove`; "
+    "pinned; unseen: no sample in the window.",
+)
 @click.option("--sort", help="Column to sort by; prefix '-' for descending (e.g. -cpu_p95).")
 @_WINDOW
 @output_options
@@ -46,15 +55,18 @@ def list_ves(
     node: str | None,
     pair: str | None,
     pinned: bool | None,
+    state_filter: str | None,
     sort: str | None,
     window: float | None,
     fmt: str,
 ) -> None:
     """List VEs with their recent use, where they run and their flags.
 
-    cpu is the mean and cpu_p95 the 95th percentile of cores used over the window; mem_p95
-    the 95th percentile of resident memory; failcnt_delta how much the beancounter failure
-    counters grew.
+    Columns: ve, node, pair, balanced, pinned, cpu, cpu_p95, mem_bytes, mem_p95,
+    disk_bytes, failcnt_delta, last_seen. cpu is the mean and cpu_p95 the 95th percentile
+    of cores used over the window; mem_bytes and disk_bytes the latest sizes, mem_p95 the
+    95th percentile of resident memory; failcnt_delta how much the beancounter failure
+    counters grew. pair comes from the config's [[pairs]].
 
     Example: lbm list --pair pair1 --sort -cpu_p95
     """
@@ -62,12 +74,21 @@ def list_ves(
 
     config = state.config
     frame = ve_table(state.engine, window=window or config.balance.window)
+    frame["pair"] = frame["node"].map(config.pair_of()).astype(object)
     if node is not None:
         frame = frame[frame["node"] == node]
     if pair is not None:
         frame = frame[frame["pair"] == pair]
     if pinned is not None:
         frame = frame[frame["pinned"] == pinned]
+    if state_filter == "balanced":
+        frame = frame[frame["balanced"] & ~frame["pinned"]]
+    elif state_filter == "excluded":
+        frame = frame[~frame["balanced"]]
+    elif state_filter == "pinned":
+        frame = frame[frame["pinned"]]
+    elif state_filter == "unseen":
+        frame = frame[frame["cpu_p95"].isna() & frame["mem_p95"].isna()]
     emit(_sorted(frame, sort, "ve"), fmt)
 
 
@@ -79,8 +100,9 @@ def list_ves(
 def nodes(state: State, sort: str | None, window: float | None, fmt: str) -> None:
     """List nodes with their capacity and recent use.
 
-    cpu_used and mem_used add up the 95th percentiles of the node's VEs over the window;
-    cpu_util and mem_util divide them by the node's capacity.
+    Columns: node, pair, cpus, mem_bytes, ves, cpu_used, mem_used, cpu_util, mem_util,
+    maintenance, last_seen. cpu_used and mem_used add up the 95th percentiles of the
+    node's VEs over the window; cpu_util and mem_util divide them by the node's capacity.
 
     Example: lbm nodes --sort -cpu_util --format csv
     """
@@ -97,7 +119,8 @@ def nodes(state: State, sort: str | None, window: float | None, fmt: str) -> Non
 def pairs(state: State, fmt: str) -> None:
     """List HA pairs: their load and whether a survivor could carry it.
 
-    Loads are the demand the balancer plans with ([balance].statistic over
+    Columns: pair, nodes, ves, cpu_used, cpu_util, cpu_headroom, mem_used, mem_util,
+    mem_headroom, failover. Loads are the demand the balancer plans with ([balance].statistic over
     [balance].window). cpu_headroom and mem_headroom are what the weaker node of the pair
     could still take if it had to run all of the pair's VEs (within
     [balance].failover_overcommit); failover is 'no' when either is negative.

@@ -14,14 +14,22 @@ from lbm.output import output_options
 @click.argument("node")
 @click.option("--dry-run", is_flag=True, help="Validate only; move nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Execute without asking for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Override should-rules (preferences). Must-rules are never overridden.")
 @output_options
 @pass_state
-def migrate(state: State, veid: str, node: str, dry_run: bool, yes: bool, fmt: str) -> None:
+def migrate(
+    state: State, veid: str, node: str, dry_run: bool, yes: bool, force: bool, fmt: str
+) -> None:
     """Move one VE to another node, through the plan validator.
 
     A move inside the VE's pair is a switchover; to another pair, a migration. It is refused
     with the validator's reasons when the target would be over [balance].max_utilisation,
     a pair could no longer fail over, the VE is pinned, or the node is in maintenance.
+    These are must-rules: --force never overrides them. --force only overrides
+    should-rules (preferences); none of today's rules is one, so today it changes nothing.
+    --dry-run shows the validated plan and moves nothing. The move is journalled like any
+    other (`lbm log`, `lbm history`). Output as `lbm plan`.
 
     Example: lbm migrate 101 vz2a --yes
     """
