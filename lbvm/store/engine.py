@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
+CACHE_KIB = 64 * 1024
 
 
 def safe_url(url: str) -> str:
@@ -44,6 +45,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA cache_size=-{CACHE_KIB}")  # the (ve, ts) index outgrows 2 MB fast
     finally:
         cur.close()
 

@@ -65,18 +65,18 @@ ON CONFLICT (name) DO UPDATE SET
          THEN excluded.last_seen ELSE nodes.last_seen END
 """
 # Latest stored sample of each series strictly before its first sample in the batch, and
-# stored samples inside the batch's time span (possible duplicates). Both use the
-# (series, ts) unique index: one seek per series.
+# stored samples inside the batch's time span (possible duplicates). Both are index seeks
+# on (series, ts) per series of the batch; CROSS JOIN makes SQLite loop over the small temp
+# table (left to itself it may scan the samples table), PostgreSQL plans it as a join.
 _PREVIOUS = """
-SELECT s.{key}, s.ts, {cols} FROM (
-  SELECT t.{tkey} AS k, (SELECT p.ts FROM {table} p WHERE p.{key} = t.{tkey}
-                         AND p.ts < t.first_seen ORDER BY p.ts DESC LIMIT 1) AS pts
-  FROM {tmp} t) m
-JOIN {table} s ON s.{key} = m.k AND s.ts = m.pts
+SELECT s.{key}, s.ts, {cols} FROM {tmp} t CROSS JOIN {table} s
+WHERE s.{key} = t.{tkey} AND s.ts = (
+  SELECT p.ts FROM {table} p WHERE p.{key} = t.{tkey} AND p.ts < t.first_seen
+  ORDER BY p.ts DESC LIMIT 1)
 """
 _STORED = """
-SELECT s.{key}, s.ts FROM {tmp} t
-JOIN {table} s ON s.{key} = t.{tkey} AND s.ts >= t.first_seen AND s.ts <= t.last_seen
+SELECT s.{key}, s.ts FROM {tmp} t CROSS JOIN {table} s
+WHERE s.{key} = t.{tkey} AND s.ts >= t.first_seen AND s.ts <= t.last_seen
 """
 
 
@@ -142,11 +142,22 @@ def ingest(
 
 
 def _ledger(engine: Engine, chunk: Sequence[SpoolFile]) -> dict[tuple[str, str], str]:
-    query = sa.select(spool_files.c.node, spool_files.c.name, spool_files.c.status).where(
-        spool_files.c.name.in_([f.name for f in chunk])
-    )
+    """(node, name) -> status of the chunk's files already in the ledger."""
+    cols = (spool_files.c.node, spool_files.c.name, spool_files.c.status)
+    wanted = {(f.node, f.name) for f in chunk}
+    out: dict[tuple[str, str], str] = {}
     with engine.connect() as conn:
-        return {(r.node, r.name): r.status for r in conn.execute(query)}
+        for first in range(0, len(chunk), 1000):  # stay far below bind-parameter limits
+            part = chunk[first : first + 1000]
+            # Two IN lists let both databases seek the (node, name) unique index.
+            query = sa.select(*cols).where(
+                spool_files.c.node.in_({f.node for f in part}),
+                spool_files.c.name.in_([f.name for f in part]),
+            )
+            for r in conn.execute(query):
+                if (r.node, r.name) in wanted:
+                    out[(r.node, r.name)] = r.status
+    return out
 
 
 def _read(todo: Sequence[SpoolFile]) -> _Batch:
@@ -172,7 +183,7 @@ def _ingest_batch(
     try:
         ledger = _ledger(engine, chunk)
     except exc.SQLAlchemyError as error:
-        raise StoreError(f"cannot read the spool ledger: {error.__class__.__name__}") from None
+        raise StoreError(f"cannot read the spool ledger: {_one_line(error)}") from None
     already = [f for f in chunk if (f.node, f.name) in ledger]
     batch = _read([f for f in chunk if (f.node, f.name) not in ledger])
     ves, rejected = spoolread.ve_frame(batch.docs, list(range(len(batch.docs))))
@@ -205,11 +216,9 @@ def _ingest_batch(
                 bulk.insert_frame(conn, spool_files, ledger_rows)
                 record_events(conn, quarantine_events)
     except (exc.SQLAlchemyError, dbapi_error) as error:
-        lines = str(getattr(error, "orig", None) or error).strip().splitlines()
-        why = lines[0] if lines else type(error).__name__
         raise StoreError(
-            f"ingest of {len(chunk)} files from {chunk[0].path.parent} failed, "
-            f"nothing of that batch was written: {why}"
+            f"ingest of a batch of {len(chunk)} files (first {chunk[0].path}) failed, "
+            f"nothing of that batch was written: {_one_line(error)}"
         ) from None
     for _, why in bad:
         log.error("quarantined %s", why)
@@ -225,6 +234,11 @@ def _ingest_batch(
         already=len(already),
         duplicates=ve_dups + node_dups,
     )
+
+
+def _one_line(error: BaseException) -> str:
+    lines = str(getattr(error, "orig", None) or error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _move(files: Sequence[SpoolFile], where: Path, made: set[Path]) -> None:
