@@ -72,6 +72,7 @@ def test_for_drain_lifts_the_budget_and_forbids_the_node() -> None:
     assert len(plan.moves) == 30 and validate(problem, plan) == []
     assert validate(base, plan), "the routine budget would refuse 30 moves"
     back = for_drain(problem, "a1", on=False)
+    assert back.maintenance is not None
     assert back.allowed[:, 0].all() and not back.maintenance[0]
 
 
