@@ -13,11 +13,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 from sqlalchemy.engine import Engine, make_url
 
 from lblog import spool
 from lblog.sample import NodeTotals, Sample, VeRow
 from lbvm.store.engine import connect
+
+# CI replays the same examples every run (a red build is then always reproducible); local
+# runs keep exploring new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 PG_ENV = "LBVM_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
