@@ -56,6 +56,10 @@ class Problem:
     anti_affinity[V]  group id (-1: none); VEs of one group must be on different pairs, so
                       one failing pair never takes down the whole group
     failcnt[V]        growth of the beancounter failure counters over the window
+    degraded[N]       the node's HA pair cannot fail over now (a node offline, unclean or in
+                      standby, replication not Connected, split brain): it takes no new VEs
+    replicated[V]     the VE's replicated storage (DRBD) is Connected and UpToDate on both
+                      sides with no resync, so a switchover to its partner is safe
     """
 
     ves: tuple[str, ...]
@@ -75,6 +79,8 @@ class Problem:
     affinity: np.ndarray | None = None
     anti_affinity: np.ndarray | None = None
     failcnt: np.ndarray | None = None
+    degraded: np.ndarray | None = None
+    replicated: np.ndarray | None = None
 
     @property
     def n_ves(self) -> int:
