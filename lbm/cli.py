@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "remove": "lbm.commands.flags:remove",
     "report": "lbm.commands.report:report",
     "show": "lbm.commands.show:show",
+    "simulate": "lbm.commands.simulate:simulate",
     "unpin": "lbm.commands.flags:unpin",
 }
 
@@ -65,6 +66,7 @@ SUMMARIES: dict[str, str] = {
     "remove": "Take a VE out of balancing (the balancer leaves it where it is).",
     "report": "Summarise the cluster: utilisation, score, recent moves, problems.",
     "show": "Show one VE: where it runs, its flags, recent use and every journalled move.",
+    "simulate": "Replay a workload trace step by step through the planner, validator and executor.",
     "unpin": "Unpin a VE so plans may move it again.",
 }
 
