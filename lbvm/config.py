@@ -19,7 +19,7 @@ AUTOMATION = ("report", "recommend", "automatic")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DURATION_KEYS = frozenset(
     {"window", "timeout", "stale_after", "check_every", "lease_ttl", "misfire_grace",
-     "hook_timeout", "locate_timeout"}
+     "hook_timeout", "locate_timeout", "pause", "cooldown", "failed_cooldown", "db_retry_max"}
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -73,6 +73,20 @@ class ExecutorConfig:
     command: tuple[str, ...] = ("vzmigrate", "--online", "{dst}", "{ve}")
     timeout: float = 3600.0
     output_tail: int = 4000
+    max_parallel: int = 1  # moves running at once, in the whole cluster
+    max_per_node: int = 1  # moves running at once that touch one node
+    pause: float = 0.0  # wait between the end of one move and the start of the next
+    cooldown: float = 3600.0  # a VE moved is not moved again by a plan before this passes
+    failed_cooldown: float = 6 * 3600.0  # the same after a failed or unverified move
+
+    def __post_init__(self) -> None:
+        for key in ("max_parallel", "max_per_node"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"[executor].{key} must be a whole number >= 1, not {value!r}")
+        for key in ("pause", "cooldown", "failed_cooldown"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"[executor].{key} must not be negative")
 
 
 @dataclass(frozen=True)
@@ -87,14 +101,19 @@ class MonitorConfig:
     hook: tuple[str, ...] = ()  # site hook argv; the event arrives as JSON on stdin
     hook_timeout: float = 30.0
     locate_timeout: float = 60.0
+    threshold: int = 3  # 1 (mandatory moves only) .. 5 (any move gaining over min_gain)
+    db_retry_max: float = 300.0  # longest wait between retries while the store is away
 
     def __post_init__(self) -> None:
+        if (not isinstance(self.threshold, int) or isinstance(self.threshold, bool)
+                or not 1 <= self.threshold <= 5):
+            raise ConfigError(f"[monitor].threshold: {self.threshold!r} is not 1, 2, 3, 4 or 5")
         if self.automation not in AUTOMATION:
             raise ConfigError(f"[monitor].automation: {self.automation!r} is not one of "
                               f"{', '.join(AUTOMATION)}")
         if not _HHMM.match(self.nightly_at):
             raise ConfigError(f"[monitor].nightly_at: {self.nightly_at!r} is not HH:MM")
-        for key in ("check_every", "lease_ttl", "hook_timeout", "locate_timeout"):
+        for key in ("check_every", "lease_ttl", "hook_timeout", "locate_timeout", "db_retry_max"):
             if not getattr(self, key) > 0:
                 raise ConfigError(f"[monitor].{key} must be positive")
 
