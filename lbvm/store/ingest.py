@@ -78,6 +78,19 @@ _STORED = """
 SELECT s.{key}, s.ts FROM {tmp} t CROSS JOIN {table} s
 WHERE s.{key} = t.{tkey} AND s.ts >= t.first_seen AND s.ts <= t.last_seen
 """
+# PostgreSQL turns those joins into hash joins over the whole samples table, so it gets
+# LATERAL subqueries, which run once per temp row on the index (OFFSET 0 keeps the planner
+# from flattening the second one back into a join).
+_PREVIOUS_PG = """
+SELECT s.* FROM {tmp} t CROSS JOIN LATERAL (
+  SELECT p.{key}, p.ts, {pcols} FROM {table} p WHERE p.{key} = t.{tkey} AND p.ts < t.first_seen
+  ORDER BY p.ts DESC LIMIT 1) s
+"""
+_STORED_PG = """
+SELECT s.* FROM {tmp} t CROSS JOIN LATERAL (
+  SELECT p.{key}, p.ts FROM {table} p
+  WHERE p.{key} = t.{tkey} AND p.ts >= t.first_seen AND p.ts <= t.last_seen OFFSET 0) s
+"""
 
 
 @dataclass(frozen=True)
@@ -261,7 +274,8 @@ def _drop_known(
 ) -> tuple[pd.DataFrame, int]:
     """Drop rows repeating a (key, ts) earlier in the frame or already stored."""
     repeated = frame.duplicated([key, "ts"], keep="first").to_numpy(copy=True)
-    sql = _STORED.format(key=key, tkey=tkey, table=table.name, tmp=tmp.name)
+    template = _STORED_PG if conn.dialect.name == "postgresql" else _STORED
+    sql = template.format(key=key, tkey=tkey, table=table.name, tmp=tmp.name)
     stored = pd.DataFrame(conn.exec_driver_sql(sql).all(), columns=[key, "ts"])
     if len(stored):
         index = pd.MultiIndex.from_frame(frame[[key, "ts"]].astype({key: object}))
@@ -274,8 +288,14 @@ def _previous(
     conn: Connection, key: str, table: sa.Table, tmp: sa.Table, tkey: str, cols: dict[str, str]
 ) -> pd.DataFrame:
     """The stored predecessor of each series in ``tmp``, columns typed as ``cols`` says."""
-    sql = _PREVIOUS.format(
-        key=key, tkey=tkey, table=table.name, tmp=tmp.name, cols=", ".join(f"s.{c}" for c in cols)
+    template = _PREVIOUS_PG if conn.dialect.name == "postgresql" else _PREVIOUS
+    sql = template.format(
+        key=key,
+        tkey=tkey,
+        table=table.name,
+        tmp=tmp.name,
+        cols=", ".join(f"s.{c}" for c in cols),
+        pcols=", ".join(f"p.{c}" for c in cols),
     )
     rows = conn.exec_driver_sql(sql).all()
     values = list(zip(*rows, strict=True)) if rows else [()] * (len(cols) + 2)
