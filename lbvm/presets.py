@@ -409,7 +409,8 @@ def locate(
 
 
 class PresetBackend:
-    """An executor backend that renders a preset per move and runs it like ``Command``.
+    """An executor backend that renders a preset per move and runs it like ``Command``, and
+    answers ``locate`` with the preset's location query.
 
     The executor's ``Command`` only knows {ve} {src} {dst}; a preset also needs {veid},
     host names and the ssh prefix, so this backend builds the argv itself and hands it to a
@@ -423,13 +424,22 @@ class PresetBackend:
         output_tail: int,
         *,
         hosts: Mapping[str, str] | None = None,
+        locate_timeout: float = 60.0,
+        runner: Runner = run_argv,
     ) -> None:
         from lbvm.executor import Command  # the executor imports the store; keep this lazy
 
         self.preset = preset
         self.name = preset.name[:32]
         self.hosts = dict(hosts or {})
+        self.locate_timeout = float(locate_timeout)
+        self.runner = runner
         self._command = Command(preset.argv[:1], timeout, output_tail)
+
+    def locate(self, ve: str, candidates: Sequence[str]) -> Location:
+        """Where ``ve`` is now (the preset's location query); the executor asks after a move."""
+        return locate(self.preset, ve, candidates, hosts=self.hosts,
+                      timeout=self.locate_timeout, run=self.runner)
 
     def argv(self, move: Move) -> list[str]:
         return render(
