@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 
@@ -23,9 +24,10 @@ from algorithms import registry
 from algorithms.base import Algorithm, Move, MoveKind, Plan, Problem
 from algorithms.errors import AlgorithmError
 from lbvm import journal, lease
+from lbvm.automation import cooldown_mask
 from lbvm.config import Config
 from lbvm.errors import ExecutorError, LbvmError, NotFound
-from lbvm.executor import Backend, MoveResult, backend_from_config, execute
+from lbvm.executor import Backend, Limits, MoveResult, backend_from_config, execute
 from lbvm.model import build_problem
 from lbvm.store.events import record_event
 from lbvm.validate import validate
@@ -43,6 +45,7 @@ class Prepared:
     problem: Problem
     plan: Plan
     reasons: tuple[str, ...]
+    now: float | None = None  # the caller's clock, when it gave one (cooldowns start there)
 
 
 @dataclass(frozen=True)
@@ -84,19 +87,29 @@ def prepare(
     now: float | None = None,
 ) -> Prepared:
     """Open a run, build the problem, plan with ``algorithm`` (default: the configured one)
-    and validate. Errors (StaleData, UnknownAlgorithm, ...) close the run 'failed' first."""
+    and validate. Errors (StaleData, UnknownAlgorithm, ...) close the run 'failed' first.
+
+    VEs in their cooldown (moved, or failed to move, recently) are not movable here."""
     chosen = config.balance.algorithm if algorithm is None else algorithm
     label = chosen if isinstance(chosen, str) else type(chosen).name
     run_id = journal.start_run(engine, kind, label)
     try:
         algo = registry.load(chosen) if isinstance(chosen, str) else chosen
-        problem = build_problem(engine, config, now=now)
+        problem = cooled(engine, build_problem(engine, config, now=now), now)
         plan = algo.plan(problem)
         reasons = tuple(validate(problem, plan))
     except (LbvmError, AlgorithmError) as exc:
         _fail(engine, run_id, exc)
         raise
-    return Prepared(run_id, problem, plan, reasons)
+    return Prepared(run_id, problem, plan, reasons, now)
+
+
+def cooled(engine: Engine, problem: Problem, now: float | None) -> Problem:
+    """The problem with VEs still in their cooldown made not movable."""
+    cooling = cooldown_mask(engine, problem.ves, time.time() if now is None else now)
+    if not cooling.any():
+        return problem
+    return replace(problem, movable=problem.movable & ~cooling)
 
 
 def prepare_move(
@@ -111,7 +124,36 @@ def prepare_move(
     except LbvmError as exc:
         _fail(engine, run_id, exc)
         raise
-    return Prepared(run_id, problem, plan, reasons)
+    return Prepared(run_id, problem, plan, reasons, now)
+
+
+def prepare_stored(
+    engine: Engine, config: Config, plan_id: int, *, now: float | None = None
+) -> tuple[Prepared, journal.StoredPlan]:
+    """Open an 'apply' run for a stored plan, re-validated against the cluster as it is now.
+
+    A plan that is no longer open, or whose moves no longer validate (a VE moved since, a
+    node filled up), gets reasons: ``apply_plan`` then refuses it whole, never in part.
+    Cooldowns do not apply: the operator chose these moves.
+    """
+    stored = journal.get_plan(engine, plan_id)
+    run_id = journal.start_run(engine, "apply", stored.plan.algorithm)
+    try:
+        problem = build_problem(engine, config, now=now)
+    except LbvmError as exc:
+        _fail(engine, run_id, exc)
+        raise
+    reasons = list(validate(problem, stored.plan))
+    if stored.state != "open":
+        reasons.insert(0, f"plan {plan_id} is {stored.state}, not open")
+    after = problem.placement.copy()
+    index = {v: i for i, v in enumerate(problem.ves)}
+    nodes = {n: i for i, n in enumerate(problem.nodes)}
+    if not reasons:
+        for m in stored.plan.moves:
+            after[index[m.ve]] = nodes[m.dst]
+    plan = replace(stored.plan, score_before=problem.score(), score_after=problem.score(after))
+    return Prepared(run_id, problem, plan, tuple(reasons), now), stored
 
 
 def one_move_plan(problem: Problem, ve: str, node: str) -> tuple[Plan, tuple[str, ...]]:
@@ -160,7 +202,7 @@ def apply_plan(
         journal.finish_run(engine, run_id, "done", plan.score_before, plan.score_after, message)
         return CycleResult(run_id, problem, plan, (), (), "done")
     try:
-        results = _execute_leased(engine, config, plan, backend, run_id, stop)
+        results = _execute_leased(engine, config, plan, backend, run_id, stop, prepared.now)
     except BaseException as exc:
         _fail(engine, run_id, exc, plan)
         raise
@@ -227,6 +269,7 @@ def _execute_leased(
     backend: Backend | None,
     run_id: int,
     stop: threading.Event | None = None,
+    now: float | None = None,
 ) -> list[MoveResult]:
     me = lease.default_holder()
     lease.break_dead(engine, lease.MOVER)  # a crashed lbm on this host need not block us
@@ -238,7 +281,8 @@ def _execute_leased(
         chosen = backend if backend is not None else backend_from_config(config, engine)
         with lease.Keeper(engine, lease.MOVER, me, LEASE_TTL) as keeper:
             either = _Either(keeper.lost, stop)
-            return execute(engine, plan, chosen, run_id=run_id, stop=either)
+            return execute(engine, plan, chosen, run_id=run_id, stop=either,
+                           limits=Limits.from_config(config), now=now)
     finally:
         lease.release(engine, lease.MOVER, me)
 

@@ -1,4 +1,4 @@
-"""The migration journal and the runs ledger, kept in the store.
+"""The migration journal, the runs ledger and stored plans, kept in the store.
 
 Every move is a row of the ``moves`` table that only goes forward:
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from algorithms.base import Move
+from algorithms.base import Move, Plan
 from lbvm.errors import NotFound, StoreError
-from lbvm.store.schema import moves, runs
+from lbvm.store.schema import moves, plans, runs
 
 STATES = ("planned", "running", "done", "failed", "skipped", "unknown")
 FINAL = frozenset({"done", "failed", "skipped", "unknown"})
@@ -288,3 +288,76 @@ def runs_frame(engine: Engine, *, since: float | None = None) -> pd.DataFrame:
     with engine.connect() as conn:
         rows = conn.execute(q).all()
     return pd.DataFrame([tuple(r) for r in rows], columns=[c.name for c in runs.columns])
+
+
+# -- stored plans (the 'recommend' automation level) --------------------------------------
+
+PLAN_STATES = ("open", "applied", "superseded")
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A plan kept for ``lbm plan --apply``; ``mandatory`` holds indices into its moves."""
+
+    id: int
+    run_id: int | None
+    created_at: float
+    state: str
+    plan: Plan
+    mandatory: frozenset[int]
+
+
+def store_plan(
+    engine: Engine,
+    run_id: int | None,
+    plan: Plan,
+    *,
+    mandatory: frozenset[int] = frozenset(),
+    now: float | None = None,
+) -> int:
+    """Keep ``plan`` as the open plan; an older open plan becomes 'superseded'."""
+    doc = [
+        {"ve": m.ve, "src": m.src, "dst": m.dst, "kind": m.kind, "reason": m.reason,
+         "bytes": m.bytes, "mandatory": i in mandatory}
+        for i, m in enumerate(plan.moves)
+    ]
+    with engine.begin() as conn:
+        conn.execute(update(plans).where(plans.c.state == "open").values(state="superseded"))
+        row = conn.execute(
+            insert(plans).values(run_id=run_id, created_at=_now(now), algorithm=plan.algorithm,
+                                 score_before=plan.score_before, score_after=plan.score_after,
+                                 moves=json.dumps(doc), state="open").returning(plans.c.id)
+        ).one()
+    return int(row[0])
+
+
+def get_plan(engine: Engine, plan_id: int) -> StoredPlan:
+    """A stored plan by id; NotFound names it, StoreError says when its moves are unreadable."""
+    with engine.connect() as conn:
+        r = conn.execute(select(plans).where(plans.c.id == plan_id)).first()
+    if r is None:
+        raise NotFound(f"plan {plan_id} is not stored (see `lbm history`)")
+    try:
+        items = json.loads(r.moves)
+        planned = tuple(
+            Move(str(d["ve"]), str(d["src"]), str(d["dst"]), d["kind"], str(d.get("reason", "")),
+                 int(d.get("bytes") or 0))
+            for d in items
+        )
+        mandatory = frozenset(i for i, d in enumerate(items) if d.get("mandatory"))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StoreError(f"plan {plan_id}: its moves are not readable: {exc!r}") from None
+    plan = Plan(r.algorithm, planned, r.score_before or 0.0, r.score_after or 0.0,
+                (f"stored plan {plan_id}",))
+    return StoredPlan(int(r.id), r.run_id, float(r.created_at), str(r.state), plan, mandatory)
+
+
+def set_plan_state(engine: Engine, plan_id: int, state: str, *, was: str = "open") -> bool:
+    """Move a stored plan from ``was`` to ``state``; False when it was not in ``was``."""
+    if state not in PLAN_STATES:
+        raise StoreError(f"plan {plan_id}: {state!r} is not one of {', '.join(PLAN_STATES)}")
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(plans).where(plans.c.id == plan_id, plans.c.state == was).values(state=state)
+        ).rowcount
+    return changed == 1
