@@ -105,8 +105,7 @@ def simulate(
     Prints node-time overloaded (SLATAH), time over the threshold, PDM, migrations, bytes
     moved, energy, utilisation spread and failover violations per algorithm.
 
-    Example: lbm simulate --trace traces/planetlab/20110303 --cloudsim
-    --algorithm balance --algorithm consolidate
+    Example: lbm simulate --trace planetlab/20110303 --cloudsim --algorithm balance
     """
     from lbvm.errors import ConfigError
     from lbvm.sim import scenario as sc
