@@ -57,7 +57,7 @@ def read_file(path: Path) -> pd.DataFrame:
         wrong = values.isna() | (values < 0)
         if bool(wrong.any()):
             i = int(np.flatnonzero(wrong.to_numpy())[0])
-            raise ParseError(str(path), i + 2, f"{col} {frame[col].iloc[i]!r} is not a "
+            raise ParseError(str(path), i + 2, f"{col} {text.iloc[i]!r} is not a "
                              "non-negative number")
         out[col] = values.astype(np.float64)
     return out
