@@ -5,13 +5,17 @@ Two jobs run from an APScheduler 3 scheduler whose job store lives in the LBVM d
 
 - ``check`` (every 5 minutes): ingest the spool, build the problem, plan, report. Hot nodes
   and pairs that could not fail over go to the log and the site hook.
-- ``nightly`` (02:30): the same, then act on the automation level: ``report`` logs the
-  plan, ``recommend`` stores it for ``lbm plan --apply``, ``execute`` moves the VEs.
+- ``nightly`` (02:30): the same, then act on the automation levels (the cluster's and each
+  VE's own, see lbvm.automation) and the migration threshold: moves of VEs at ``report``
+  are only logged, those at ``recommend`` are stored for ``lbm plan --apply``, those at
+  ``automatic`` are executed; optional moves gaining too little are left out.
 
 Only the monitor holding the ``monitor`` lease runs jobs; another one waits, passive, and
 takes over when the lease expires. Before its first job an active monitor reconciles moves a
 crash left 'running' with where the VEs really are. SIGHUP reloads the config; SIGTERM
-stops after the move in flight is recorded. Log lines are key=value for syslog.
+stops after the move in flight is recorded. While the store is unreachable the service
+retries with exponential backoff (up to ``db_retry_max``) and resumes, reconciling first.
+Log lines are key=value for syslog.
 """
 
 from __future__ import annotations
@@ -28,20 +32,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from algorithms.base import Plan, Problem
-from lbvm import hooks, journal, lease, presets
+from algorithms.base import Problem
+from lbvm import automation, hooks, journal, lease, presets
 from lbvm.config import Config, MonitorConfig, load
-from lbvm.cycle import CycleResult, run_cycle
+from lbvm.cycle import CycleResult, Prepared, apply_plan, prepare
 from lbvm.errors import LbvmError, StaleData
 from lbvm.executor import MoveResult, backend_from_config
 from lbvm.store.engine import connect
 from lbvm.store.events import record_event
 from lbvm.store.ingest import ingest
 from lbvm.store.queries import set_ve_node
-from lbvm.store.schema import moves, plans, runs, ves
+from lbvm.store.schema import moves, runs, ves
 from lbvm.validate import headroom
 
 if TYPE_CHECKING:
@@ -185,23 +189,8 @@ class TickResult:
     moved: int = 0
     reconciled: tuple[Reconciled, ...] = ()
     message: str = ""
-
-
-def _store_plan(engine: Engine, run_id: int, plan: Plan, now: float) -> int:
-    """Keep a plan for ``lbm plan --apply`` (the 'recommend' level); older open ones lapse."""
-    moves = [
-        {"ve": m.ve, "src": m.src, "dst": m.dst, "kind": m.kind, "reason": m.reason,
-         "bytes": m.bytes}
-        for m in plan.moves
-    ]
-    with engine.begin() as conn:
-        conn.execute(plans.update().where(plans.c.state == "open").values(state="superseded"))
-        row = conn.execute(
-            insert(plans).values(run_id=run_id, created_at=now, algorithm=plan.algorithm,
-                                 score_before=plan.score_before, score_after=plan.score_after,
-                                 moves=json.dumps(moves), state="open").returning(plans.c.id)
-        ).one()
-    return int(row[0])
+    stored_plan: int | None = None  # the plan kept for `lbm plan --apply` (recommend level)
+    held: int = 0  # moves left out by automation levels or the threshold
 
 
 def alerts(problem: Problem) -> list[dict[str, object]]:
@@ -343,7 +332,7 @@ class Monitor:
         job = "nightly" if nightly else "check"
         if self.stopping.is_set():
             return TickResult(True, "error", message="stopping")
-        config, engine, level = self.config, self.engine, self.settings.automation
+        config, engine = self.config, self.engine
         now = self.clock()
         try:
             got = ingest(engine, config.spool, now=now)
@@ -351,11 +340,14 @@ class Monitor:
                               quarantined=got.quarantined))
         except LbvmError as exc:  # planning on what the store has is still worth it
             log.error("%s", KV("ingest_failed", job=job, error=exc))
-        execute = nightly and level == "automatic"
-        backend = backend_from_config(config, engine) if execute else None
         try:
-            cycle = run_cycle(engine, config, execute=execute, backend=backend, now=now,
-                              kind=job, stop=self.stopping)
+            prepared = prepare(engine, config, kind=job, now=now)
+            decision = self._decide(prepared) if nightly and not prepared.reasons else None
+            execute = decision is not None and bool(decision.execute.moves)
+            todo = decision.execute if decision is not None and execute else prepared.plan
+            backend = backend_from_config(config, engine, runner=self.runner) if execute else None
+            cycle = apply_plan(engine, config, replace(prepared, plan=todo), execute=execute,
+                               backend=backend, stop=self.stopping)
         except StaleData as exc:
             with engine.begin() as conn:
                 record_event(conn, "warning", "stale", job, f"{job} refused to plan: {exc}", now)
@@ -364,22 +356,44 @@ class Monitor:
         except LbvmError as exc:
             log.error("%s", KV("cycle_failed", job=job, error=exc))
             return TickResult(True, "error", message=str(exc))
-        self._report(job, cycle)
-        if nightly and level == "recommend" and cycle.valid and cycle.plan.moves:
-            plan_id = _store_plan(engine, cycle.run_id, cycle.plan, now)
-            log.info("%s", KV("plan_stored", plan=plan_id, moves=len(cycle.plan.moves)))
+        self._report(job, cycle, prepared)
+        stored = None
+        if decision is not None and decision.recommend.moves:
+            stored = journal.store_plan(engine, cycle.run_id, decision.recommend,
+                                        mandatory=decision.mandatory, now=now)
+            log.info("%s", KV("plan_stored", plan=stored, moves=len(decision.recommend.moves)))
+            with engine.begin() as conn:
+                record_event(conn, "info", "plan", f"plan {stored}",
+                             f"plan {stored} stored: {len(decision.recommend.moves)} move(s) "
+                             f"recommended; apply with `lbm plan --apply {stored}`", now)
         if cycle.results:
             self._after_moves(cycle.results)
         moved = sum(r.state == "done" for r in cycle.results)
+        held = len(decision.held) if decision is not None else 0
         return TickResult(True, cycle.status, cycle.run_id, len(cycle.plan.moves), moved,
-                          message="; ".join(cycle.reasons))
+                          message="; ".join(cycle.reasons), stored_plan=stored, held=held)
 
-    def _report(self, job: str, cycle: CycleResult) -> None:
+    def _decide(self, prepared: Prepared) -> automation.Decision:
+        """Split the nightly plan by automation level and threshold; log what is held back."""
+        decision = automation.decide(
+            prepared.problem, prepared.plan, level=self.settings.automation,
+            ve_levels=automation.ve_levels(self.engine), threshold=self.settings.threshold,
+        )
+        for h in decision.held:
+            log.info("%s", KV("move_held", run=prepared.run_id, ve=h.move.ve, src=h.move.src,
+                              dst=h.move.dst, reason=h.why))
+        for m in decision.mandatory:
+            log.info("%s", KV("move_mandatory", run=prepared.run_id, ve=m.ve, src=m.src,
+                              dst=m.dst))
+        return decision
+
+    def _report(self, job: str, cycle: CycleResult, prepared: Prepared) -> None:
         plan = cycle.plan
         log.info("%s", KV(job, run=cycle.run_id, status=cycle.status, moves=len(plan.moves),
+                          proposed=len(prepared.plan.moves),
                           score_before=f"{plan.score_before:.4f}",
                           score_after=f"{plan.score_after:.4f}",
-                          automation=self.settings.automation))
+                          automation=self.settings.automation, threshold=self.settings.threshold))
         for reason in cycle.reasons:
             log.warning("%s", KV("plan_refused", run=cycle.run_id, reason=reason))
         for event in alerts(cycle.problem):
@@ -388,29 +402,20 @@ class Monitor:
             hooks.run_hook(self.settings.hook, event, self.settings.hook_timeout)
 
     def _after_moves(self, results: Sequence[MoveResult]) -> None:
-        """Check each finished move against where the VE really is; tell the hook."""
+        """Tell the log and the hook how each move ended (the executor checked the location)."""
         for r in results:
             m = r.move
             base = {"ve": m.ve, "src": m.src, "dst": m.dst, "kind": m.kind, "move_id": r.move_id}
             if r.state == "done":
-                loc = where_is(self.engine, self.config, m.ve, [m.dst, m.src],
-                               timeout=self.settings.locate_timeout, run=self.runner)
-                if loc.node is not None and loc.node != m.dst:
-                    msg = f"move {r.move_id} reported done but VE {m.ve} is on {loc.node}"
-                    with self.engine.begin() as conn:
-                        set_ve_node(conn, m.ve, loc.node)
-                        record_event(conn, "error", "location", m.ve, msg)
-                    log.error("%s", KV("location_mismatch", move=r.move_id, ve=m.ve,
-                                       expected=m.dst, found=loc.node))
-                    hooks.run_hook(self.settings.hook, {"event": "move_failed", **base,
-                                   "reason": msg}, self.settings.hook_timeout)
-                    continue
+                log.info("%s", KV("move_done", **base))
                 hooks.run_hook(self.settings.hook, {"event": "move_done", **base},
                                self.settings.hook_timeout)
             elif r.state in ("failed", "unknown"):
-                reason = r.outcome.output.strip().splitlines()[-1:] if r.outcome else []
+                lines = r.outcome.output.strip().splitlines()[-1:] if r.outcome else []
+                reason = lines[0] if lines else ""
+                log.error("%s", KV("move_failed", **base, state=r.state, reason=reason))
                 hooks.run_hook(self.settings.hook, {"event": "move_failed", **base,
-                               "state": r.state, "reason": reason[0] if reason else ""},
+                               "state": r.state, "reason": reason},
                                self.settings.hook_timeout)
 
     # the long-running service --------------------------------------------------------------
