@@ -139,7 +139,9 @@ class Config:
         return {n: p.name for p in self.pairs for n in p.nodes}
 
 
-def _section(raw: dict[str, Any], name: str, cls: type, where: str) -> Any:
+def section(raw: dict[str, Any], name: str, cls: type, where: str) -> Any:
+    """Read table ``name`` of ``raw`` into dataclass ``cls``: unknown keys, bad types and
+    bad durations raise ConfigError naming ``where`` and the key."""
     data = raw.get(name, {})
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: [{name}] must be a table")
@@ -224,7 +226,7 @@ def load(path: str | Path | None) -> Config:
         spool=spool,
         pairs=_pairs(raw, where),
         nodes=_nodes(raw, where),
-        balance=_section(raw, "balance", BalanceConfig, where),
-        executor=_section(raw, "executor", ExecutorConfig, where),
-        monitor=_section(raw, "monitor", MonitorConfig, where),
+        balance=section(raw, "balance", BalanceConfig, where),
+        executor=section(raw, "executor", ExecutorConfig, where),
+        monitor=section(raw, "monitor", MonitorConfig, where),
     )

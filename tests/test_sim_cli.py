@@ -98,7 +98,7 @@ def test_scenario_errors_name_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"s\.toml: switch_off"):
         sc.load(bad)
     bad.write_text("[balance]\nspeed = 1\n")
-    with pytest.raises(ConfigError, match=r"s\.toml: unknown key \[balance\]\.speed"):
+    with pytest.raises(ConfigError, match=r"s\.toml: unknown key\(s\) in \[balance\]: speed"):
         sc.load(bad)
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lbvm.config import RESOURCES, BalanceConfig, PairConfig, parse_duration
+from lbvm.config import BalanceConfig, PairConfig, section
 from lbvm.errors import ConfigError
 from lbvm.sim.power import ML110_G4, ML110_G5, check_table
 from lbvm.sim.traces import CLOUDSIM_VM_TYPES, MIB, MIPS_PER_CORE, VmType
@@ -128,26 +128,6 @@ def cloudsim(pairs: int = 400) -> SimScenario:
 
 _TOP = {"name", "pairs", "bandwidth_mib_s", "switch_off", "placement", "pdm_share",
         "nightly_at", "host_types", "vm_types", "balance"}
-_DURATIONS = {"window", "stale_after"}
-
-
-def _balance(raw: Any, where: str) -> BalanceConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [balance] must be a table")
-    out = BalanceConfig()
-    known = {f.name for f in fields(BalanceConfig)}
-    for key, value in raw.items():
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key [balance].{key}")
-        default = getattr(out, key)
-        if isinstance(default, dict):
-            if not isinstance(value, dict) or set(value) - set(RESOURCES):
-                raise ConfigError(f"{where}: [balance].{key} must map {RESOURCES} to numbers")
-            value = {**default, **{k: float(v) for k, v in value.items()}}
-        elif key in _DURATIONS:
-            value = parse_duration(value, f"{where}: [balance].{key}")
-        out = replace(out, **{key: value})
-    return out
 
 
 def _host_type(raw: Any, where: str) -> HostType:
@@ -196,7 +176,7 @@ def load(path: str | Path) -> SimScenario:
         if "vm_types" in raw:
             values["vm_types"] = tuple(_vm_type(v, where) for v in raw["vm_types"])
         if "balance" in raw:
-            values["balance"] = _balance(raw["balance"], where)
+            values["balance"] = section(raw, "balance", BalanceConfig, where)
         return SimScenario(**values)
     except ConfigError as exc:
         raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
