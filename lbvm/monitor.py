@@ -39,7 +39,7 @@ from algorithms.base import Problem
 from lbvm import automation, hooks, journal, lease, presets
 from lbvm.config import Config, MonitorConfig, load
 from lbvm.cycle import CycleResult, Prepared, apply_plan, prepare
-from lbvm.errors import LbvmError, StaleData
+from lbvm.errors import LbvmError, StaleData, StoreError
 from lbvm.executor import MoveResult, backend_from_config
 from lbvm.store.engine import connect
 from lbvm.store.events import record_event
@@ -224,7 +224,10 @@ class Monitor:
         clock: Callable[[], float] = time.time,
         settings: MonitorSettings | None = None,
         runner: presets.Runner = presets.run_argv,
+        wait_for_store: bool = False,
     ) -> None:
+        """``wait_for_store``: when the store cannot be opened, retry with backoff (the
+        service) instead of raising StoreError (cron runs, tests)."""
         self.config_path = config_path
         self.holder = holder or lease.default_holder()
         self.clock = clock
@@ -234,12 +237,40 @@ class Monitor:
         self._wake = threading.Event()  # cuts the service loop's wait short on a signal
         self._fixed = settings
         self._busy = threading.Lock()  # one job at a time, reloads wait for it
+        self._store_failures = 0  # consecutive failed attempts to reach the store
+        self._wait_for_store = wait_for_store
         self.config, self.settings, self.engine = self._load()
 
     def _load(self) -> tuple[Config, MonitorSettings, Engine]:
         config = load(self.config_path)
         settings = self._fixed or settings_from(config)
-        return config, settings, connect(config.database)
+        while True:
+            try:
+                engine = connect(config.database)
+            except StoreError as exc:
+                if not self._wait_for_store or self.stopping.is_set():
+                    raise
+                self._wake.wait(self._store_down(exc, settings))
+                self._wake.clear()
+                continue
+            self._store_up()
+            return config, settings, engine
+
+    def _store_down(self, exc: BaseException, settings: MonitorSettings | None = None) -> float:
+        """Count a failed attempt to reach the store, log it; the seconds to wait before the
+        next one: 1, 2, 4, ... up to ``db_retry_max``."""
+        cap = (settings or self.settings).db_retry_max
+        self._store_failures += 1
+        delay = min(cap, 2.0 ** (self._store_failures - 1))
+        text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        log.error("%s", KV("store_unavailable", attempt=self._store_failures,
+                           retry_in=f"{delay:g}", error=text[0] if text else type(exc).__name__))
+        return delay
+
+    def _store_up(self) -> None:
+        if self._store_failures:
+            log.warning("%s", KV("store_back", after_attempts=self._store_failures))
+        self._store_failures = 0
 
     # signals ------------------------------------------------------------------------------
 
@@ -290,7 +321,17 @@ class Monitor:
                              now=self.clock())
 
     def run_once(self, nightly: bool = False) -> TickResult:
-        """One check (or nightly run) for cron sites: lead, reconcile, run, let go."""
+        """One check (or nightly run) for cron sites: lead, reconcile, run, let go.
+
+        Raises StoreError when the store cannot be reached (cron tries again next time)."""
+        try:
+            return self._run_once(nightly)
+        except SQLAlchemyError as exc:
+            self._store_down(exc)
+            raise StoreError(f"the store is unreachable: {getattr(exc, 'orig', None) or exc}"
+                             ) from None
+
+    def _run_once(self, nightly: bool) -> TickResult:
         if not self.lead():
             other = lease.holder(self.engine, MONITOR_LEASE, now=self.clock())
             log.info("%s", KV("passive", holder=self.holder, active=other or "-"))
@@ -326,7 +367,9 @@ class Monitor:
         """Settle what a crash left, ingest, plan, and at night act on the automation level."""
         with self._busy:
             found = self.reconcile()
-            return replace(self._tick(nightly), reconciled=found)
+            result = replace(self._tick(nightly), reconciled=found)
+        self._store_up()
+        return result
 
     def _tick(self, nightly: bool) -> TickResult:
         job = "nightly" if nightly else "check"
@@ -443,35 +486,46 @@ class Monitor:
         active = False
         try:
             while not self.stopping.is_set():
-                if self.reloading.is_set():
-                    self.reload()
+                wait = self.settings.lease_ttl / 3
+                try:
+                    active = self._serve_step(scheduler, active)
+                    self._store_up()
+                except (LbvmError, SQLAlchemyError) as exc:  # the store may be away a while
+                    wait = self._store_down(exc)
                     if active:
-                        schedule(scheduler, self)
-                held = self._lead_safely()
-                if held and not active:
-                    log.info("%s", KV("active", holder=self.holder))
-                    self.reconcile()
-                    schedule(scheduler, self)
-                    scheduler.resume()
-                    active = True
-                elif not held and active:
-                    log.warning("%s", KV("passive", holder=self.holder, reason="lease lost"))
-                    scheduler.pause()
-                    active = False
-                self._wake.wait(self.settings.lease_ttl / 3)
+                        log.warning("%s", KV("passive", holder=self.holder,
+                                             reason="store unreachable"))
+                        scheduler.pause()
+                        active = False
+                self._wake.wait(wait)
                 self._wake.clear()
         finally:
             scheduler.shutdown(wait=True)  # the job in flight ends after its current move
             _SERVING.pop(self.holder, None)
-            lease.release(self.engine, MONITOR_LEASE, self.holder)
+            try:
+                lease.release(self.engine, MONITOR_LEASE, self.holder)
+            except (LbvmError, SQLAlchemyError) as exc:  # it expires on its own
+                log.warning("%s", KV("release_failed", error=exc))
             log.info("%s", KV("stopped", holder=self.holder))
 
-    def _lead_safely(self) -> bool:
-        try:
-            return self.lead()
-        except (LbvmError, SQLAlchemyError) as exc:  # the database may be briefly away
-            log.error("%s", KV("lease_error", error=exc))
+    def _serve_step(self, scheduler: BaseScheduler, active: bool) -> bool:
+        """Reload if asked, take or keep the lease, start or pause the jobs; the new state."""
+        if self.reloading.is_set():
+            self.reload()
+            if active:
+                schedule(scheduler, self)
+        held = self.lead()
+        if held and not active:
+            log.info("%s", KV("active", holder=self.holder))
+            self.reconcile()
+            schedule(scheduler, self)
+            scheduler.resume()
+            return True
+        if not held and active:
+            log.warning("%s", KV("passive", holder=self.holder, reason="lease lost"))
+            scheduler.pause()
             return False
+        return active
 
 
 # -- scheduler jobs ---------------------------------------------------------------------------
@@ -490,6 +544,8 @@ def run_job(holder: str, nightly: bool) -> None:
         return
     try:
         monitor.tick(nightly)
+    except (StoreError, SQLAlchemyError) as exc:  # the service loop backs off and resumes
+        monitor._store_down(exc)
     except Exception as exc:
         log.exception("%s", KV("job_crashed", nightly=nightly, error=exc))
 
