@@ -8,8 +8,7 @@ and executes on the `simulate` backend, exactly as it would on a cluster.
 from __future__ import annotations
 
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,58 +128,67 @@ def write_config(path: Path, cluster: DemoCluster) -> Path:
     return cfg
 
 
-def rounds(
-    cluster: DemoCluster, root: Path, n_rounds: int, *, end: float | None = None, seed: int = 7
-) -> Iterator[tuple[float, DemoNode, Path]]:
-    """Write every node's /proc for each round; yield (time, node, proc root) to collect.
+class Workload:
+    """The cluster's VEs at work: writes every node's /proc for one collection round.
 
     CPU counters accumulate from each VE's mean use with noise, so the rates the monitor
     derives are what the generator meant; memory wanders a few per cent round to round.
+    A VE moved by LBVM shows up on its new node in the next round, as on a real cluster.
     """
-    rng = np.random.default_rng(seed)
-    end = time.time() if end is None else end
-    hz = HZ  # vestat counts kernel jiffies
-    user_hz = 100  # /proc/stat counts USER_HZ
-    v = len(cluster.ves)
-    jiffies = rng.integers(10_000, 10_000_000, size=v).astype(np.int64)
-    uptime = rng.uniform(86_400, 90 * 86_400, size=v)
-    cpu = np.array([ve.cpu for ve in cluster.ves])
-    mem = np.array([ve.mem_bytes for ve in cluster.ves], dtype=float)
-    node_of = np.array([ve.node for ve in cluster.ves])
-    busy = {nd.name: 10_000_000 for nd in cluster.nodes}
-    for r in range(n_rounds):
-        t = end - (n_rounds - 1 - r) * INTERVAL
-        if r:
-            used = cpu * rng.uniform(0.7, 1.3, size=v)
-            jiffies += (used * hz * INTERVAL).astype(np.int64)
-            uptime += INTERVAL
-        now_mem = mem * rng.uniform(0.9, 1.0, size=v)
-        for nd in cluster.nodes:
-            idx = np.flatnonzero(node_of == nd.name)
+
+    def __init__(self, cluster: DemoCluster, root: Path, *, seed: int = 7) -> None:
+        self.cluster, self.root = cluster, root
+        self.rng = np.random.default_rng(seed)
+        v = len(cluster.ves)
+        self.jiffies = self.rng.integers(10_000, 10_000_000, size=v).astype(np.int64)
+        self.uptime = self.rng.uniform(86_400, 90 * 86_400, size=v)
+        self.cpu = np.array([ve.cpu for ve in cluster.ves])
+        self.mem = np.array([ve.mem_bytes for ve in cluster.ves], dtype=float)
+        self.node_of = np.array([ve.node for ve in cluster.ves])
+        self.busy = {nd.name: 10_000_000 for nd in cluster.nodes}
+        self.rounds = 0
+
+    def place(self, placement: Mapping[str, str]) -> None:
+        """Where each VE runs from now on (VE id -> node)."""
+        ids = [ve.ve for ve in self.cluster.ves]
+        self.node_of = np.array([placement.get(ve, n) for ve, n in zip(ids, self.node_of,
+                                                                        strict=True)])
+
+    def step(self) -> Iterator[tuple[DemoNode, Path]]:
+        """Advance five minutes and write each node's /proc; yield (node, proc root)."""
+        hz, user_hz = HZ, 100  # vestat counts kernel jiffies, /proc/stat USER_HZ
+        v = len(self.cluster.ves)
+        if self.rounds:
+            used = self.cpu * self.rng.uniform(0.7, 1.3, size=v)
+            self.jiffies += (used * hz * INTERVAL).astype(np.int64)
+            self.uptime += INTERVAL
+        self.rounds += 1
+        now_mem = self.mem * self.rng.uniform(0.9, 1.0, size=v)
+        for nd in self.cluster.nodes:
+            idx = np.flatnonzero(self.node_of == nd.name)
             ves = [
                 FakeVe(
-                    ve=cluster.ves[i].ve,
-                    cpu_jiffies=int(jiffies[i]),
-                    uptime_s=float(uptime[i]),
+                    ve=self.cluster.ves[i].ve,
+                    cpu_jiffies=int(self.jiffies[i]),
+                    uptime_s=float(self.uptime[i]),
                     mem_bytes=int(now_mem[i]) // 4096 * 4096,
-                    mem_limit_bytes=cluster.ves[i].mem_limit_bytes,
+                    mem_limit_bytes=self.cluster.ves[i].mem_limit_bytes,
                 )
                 for i in idx
             ]
-            node_cpu = float(cpu[idx].sum())
-            busy[nd.name] += int(node_cpu * user_hz * INTERVAL)
-            proc = root / "nodes" / nd.name
+            node_cpu = float(self.cpu[idx].sum())
+            self.busy[nd.name] += int(node_cpu * user_hz * INTERVAL)
+            idle = int(max(nd.cpus - node_cpu, 0.0) * user_hz * INTERVAL * self.rounds)
+            proc = self.root / "nodes" / nd.name
             write_node(
                 proc,
                 ves=ves,
                 cpus=nd.cpus,
                 mem_bytes=nd.mem_bytes,
-                busy_jiffies=busy[nd.name],
-                idle_jiffies=10_000_000
-                + int(max(nd.cpus - node_cpu, 0.0) * user_hz * INTERVAL * (r + 1)),
+                busy_jiffies=self.busy[nd.name],
+                idle_jiffies=10_000_000 + idle,
                 load=(node_cpu, node_cpu * 0.95, node_cpu * 0.9),
             )
-            yield t, nd, proc
+            yield nd, proc
 
 
-ProgressFn = Callable[[str], None]

@@ -12,12 +12,12 @@ import pandas as pd
 from lblog.collect import collect
 from lblog.deliver import deliver
 from lbvm import demo as sim
-from lbvm.config import load
+from lbvm.config import Config, load
 from lbvm.cycle import run_cycle
 from lbvm.model import build_problem
 from lbvm.store.engine import connect
 from lbvm.store.ingest import ingest
-from lbvm.store.queries import node_table
+from lbvm.store.queries import latest_placement, node_table
 from lbvm.validate import headroom
 
 
@@ -35,6 +35,17 @@ def _nodes_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _echo_table(frame: pd.DataFrame) -> None:
     click.echo(frame.to_string(index=False))
+
+
+def _collect(work: sim.Workload, config: Config, start: float, n_rounds: int) -> int:
+    """Run what `lblog collect --proc-root <tree>` does on every node, on the demo's clock."""
+    files = 0
+    for r in range(n_rounds):
+        for node, proc in work.step():
+            sample = collect(proc, node.name, now=start + r * sim.INTERVAL)
+            deliver(sample, config.spool, work.root / "backlog" / node.name)
+            files += 1
+    return files
 
 
 def _spread(frame: pd.DataFrame) -> str:
@@ -69,12 +80,11 @@ def demo(folder: Path, pairs: int, ves: int, n_rounds: int, seed: int) -> None:
     config = load(cfg_path)
     click.echo(f"cluster: {len(cluster.nodes)} nodes in {pairs} HA pairs, {ves} VEs -> {root}/")
 
-    files = 0
     (root / "spool").mkdir()
-    for t, node, proc in sim.rounds(cluster, root, n_rounds, seed=seed):
-        # What `lblog collect --proc-root <proc>` does, with the demo's simulated clock.
-        deliver(collect(proc, node.name, now=t), config.spool, root / "backlog" / node.name)
-        files += 1
+    work = sim.Workload(cluster, root, seed=seed)
+    # The rounds end two intervals ago: after the moves, two more rounds show their effect.
+    start = time.time() - (n_rounds + 1) * sim.INTERVAL
+    files = _collect(work, config, start, n_rounds)
     click.echo(f"lblog collect: {files} spool files ({n_rounds} rounds x {len(cluster.nodes)} "
                f"nodes) in {config.spool}/incoming/")
 
@@ -103,7 +113,11 @@ def demo(folder: Path, pairs: int, ves: int, n_rounds: int, seed: int) -> None:
     done = sum(r.state == "done" for r in cycle.results)
     click.echo(f"executed on the simulate backend: {done}/{len(cycle.results)} moves done")
 
-    after = node_table(engine, config, window=config.balance.window)
+    work.place({str(ve): str(node) for ve, node in latest_placement(engine).items()})
+    files = _collect(work, config, start + n_rounds * sim.INTERVAL, 2)
+    result = ingest(engine, config.spool)
+    click.echo(f"\nthe next two cron rounds see the new placement: {result.files} files ingested")
+    after = node_table(engine, config, window=2 * sim.INTERVAL)
     click.echo("\nnodes after")
     _echo_table(_nodes_view(after))
     click.echo(_spread(after))
