@@ -127,33 +127,41 @@ def prepare_move(
     return Prepared(run_id, problem, plan, reasons, now)
 
 
-def prepare_stored(
+def check_stored(
     engine: Engine, config: Config, plan_id: int, *, now: float | None = None
-) -> tuple[Prepared, journal.StoredPlan]:
-    """Open an 'apply' run for a stored plan, re-validated against the cluster as it is now.
-
-    A plan that is no longer open, or whose moves no longer validate (a VE moved since, a
-    node filled up), gets reasons: ``apply_plan`` then refuses it whole, never in part.
-    Cooldowns do not apply: the operator chose these moves.
-    """
+) -> tuple[journal.StoredPlan, Problem, Plan, tuple[str, ...]]:
+    """A stored plan checked against the cluster as it is now: (stored, problem, plan with
+    today's scores, reasons to refuse it). A plan no longer open, or whose moves no longer
+    validate (a VE moved since, a node filled up), has reasons. Cooldowns do not apply: the
+    operator chose these moves."""
     stored = journal.get_plan(engine, plan_id)
-    run_id = journal.start_run(engine, "apply", stored.plan.algorithm)
-    try:
-        problem = build_problem(engine, config, now=now)
-    except LbvmError as exc:
-        _fail(engine, run_id, exc)
-        raise
+    problem = build_problem(engine, config, now=now)
     reasons = list(validate(problem, stored.plan))
     if stored.state != "open":
         reasons.insert(0, f"plan {plan_id} is {stored.state}, not open")
     after = problem.placement.copy()
-    index = {v: i for i, v in enumerate(problem.ves)}
-    nodes = {n: i for i, n in enumerate(problem.nodes)}
     if not reasons:
+        index = {v: i for i, v in enumerate(problem.ves)}
+        nodes = {n: i for i, n in enumerate(problem.nodes)}
         for m in stored.plan.moves:
             after[index[m.ve]] = nodes[m.dst]
     plan = replace(stored.plan, score_before=problem.score(), score_after=problem.score(after))
-    return Prepared(run_id, problem, plan, tuple(reasons), now), stored
+    return stored, problem, plan, tuple(reasons)
+
+
+def prepare_stored(
+    engine: Engine, config: Config, plan_id: int, *, now: float | None = None
+) -> tuple[Prepared, journal.StoredPlan]:
+    """Open an 'apply' run for a stored plan, checked by ``check_stored``: with reasons,
+    ``apply_plan`` refuses it whole, never in part."""
+    algorithm = journal.get_plan(engine, plan_id).plan.algorithm  # an unknown id opens no run
+    run_id = journal.start_run(engine, "apply", algorithm)
+    try:
+        stored, problem, plan, reasons = check_stored(engine, config, plan_id, now=now)
+    except LbvmError as exc:
+        _fail(engine, run_id, exc)
+        raise
+    return Prepared(run_id, problem, plan, reasons, now), stored
 
 
 def one_move_plan(problem: Problem, ve: str, node: str) -> tuple[Plan, tuple[str, ...]]:
