@@ -12,10 +12,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lblog.sample import Sample
 
 DEFAULT_SPOOL = "/var/spool/lbvm"
-EXAMPLE = "example: lblog collect --spool /mnt/lbvm/spool --backlog /var/lib/lblog/backlog"
+EXAMPLE = (
+    "example: lblog collect --spool /mnt/lbvm/spool --backlog /var/lib/lblog/backlog "
+    "--drbd auto --cluster pacemaker"
+)
 
 
 class _Version(argparse.Action):
@@ -36,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lblog.backlog import DEFAULT_DIR, DEFAULT_MAX
     from lblog.collect import SOURCES
     from lblog.deliver import DEFAULT_LOCK_WAIT
+    from lblog.ha.agent import CLUSTER_MODES, DRBD_MODES, PRIVATE_TEMPLATE
 
     parser = argparse.ArgumentParser(
         prog="lblog", description="LBVM node agent: collect VE usage into the shared spool."
@@ -122,6 +129,35 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"wait for a running collect (default: {DEFAULT_LOCK_WAIT:g})",
     )
     p.add_argument(
+        "--drbd",
+        choices=DRBD_MODES,
+        default="none",
+        help="DRBD state to report: auto (/proc/drbd for DRBD 8, else the DRBD 9 tools), "
+        "proc, drbdsetup (DRBD 9: status --json, drbdadm status, events2) or none (default)",
+    )
+    p.add_argument(
+        "--cluster",
+        choices=CLUSTER_MODES,
+        default="none",
+        help="cluster manager to ask: pacemaker (crm_mon), heartbeat (cl_status and "
+        "haresources), rgmanager (clustat -x) or none (default)",
+    )
+    p.add_argument(
+        "--ha-map",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="VE -> resources, one 've=drbd_resource[,cluster_resource]' per line "
+        "(default: found from /proc/mounts and the cluster's resources)",
+    )
+    p.add_argument(
+        "--private-template",
+        default=PRIVATE_TEMPLATE,
+        metavar="PATH",
+        help=f"where a VE's private area is, to find its DRBD device (default: "
+        f"{PRIVATE_TEMPLATE})",
+    )
+    p.add_argument(
         "--print", dest="print_path", action="store_true", help="print the path of the file written"
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log progress on stderr")
@@ -186,6 +222,8 @@ def _collect(args: argparse.Namespace) -> int:
             cpu_hz=args.cpu_hz,
             vzlist=run_command if live else None,  # vzlist reads the live node only
         )
+        if args.drbd != "none" or args.cluster != "none" or args.ha_map is not None:
+            sample = _with_ha(args, sample, node)
         done = deliver(
             sample,
             spool_dir,
@@ -202,6 +240,23 @@ def _collect(args: argparse.Namespace) -> int:
     if args.print_path:
         print(done.path)
     return 0
+
+
+def _with_ha(args: argparse.Namespace, sample: Sample, node: str) -> Sample:
+    """The sample with this node's HA report (absent tools are reported, not fatal)."""
+    from lblog.ha.agent import collect_ha
+    from lblog.ha.report import with_ha
+
+    report = collect_ha(
+        [ve.ve for ve in sample.ves],
+        drbd=args.drbd,
+        cluster=args.cluster,
+        ha_map=args.ha_map,
+        proc_root=args.proc_root,
+        private_template=args.private_template,
+        local=node,
+    )
+    return with_ha(sample, report)
 
 
 def _positive_int(text: str) -> int:

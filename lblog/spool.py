@@ -2,6 +2,8 @@
 
 One JSON document per node per run, documented in docs/spool-format.md. VE rows are
 columnar (``columns`` + ``rows``) so the monitor turns many files into one DataFrame cheaply.
+The optional ``ha`` key carries the node's HA-pair report (lblog.ha.report); readers that
+do not know it ignore it, so it needs no new version.
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def encode(sample: Sample) -> bytes:
             if ve.beancounters
         },
     }
+    ha = getattr(sample, "ha", None)
+    if ha is not None:
+        from lblog.ha.report import to_doc  # only nodes that collect HA state pay for it
+
+        doc["ha"] = to_doc(ha)
     return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
 
 
@@ -135,6 +142,10 @@ def decode(data: bytes, path: str | Path) -> dict[str, Any]:
         if not isinstance(row, list) or len(row) != width:
             raise ParseError(path, 1, f"rows[{i}] does not have {width} values")
     check_node_name(doc["node"])
+    if "ha" in doc:
+        from lblog.ha.report import from_doc
+
+        from_doc(doc["ha"], path)
     return doc
 
 
@@ -144,7 +155,8 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def to_sample(doc: Mapping[str, Any]) -> Sample:
-    """Rebuild a Sample from a decoded document (used by tests and replay)."""
+    """Rebuild a Sample from a decoded document (used by tests, replay and the backlog);
+    a document with an ``ha`` key gives an HaSample, so the backlog keeps it."""
     cols = doc["columns"]
     bcs = doc.get("beancounters", {})
     ves = []
@@ -153,7 +165,7 @@ def to_sample(doc: Mapping[str, Any]) -> Sample:
         known = {k: fields.get(k) for k in VE_COLUMNS}
         bc = {k: tuple(v) for k, v in bcs.get(str(known["ve"]), {}).items()}
         ves.append(VeRow(beancounters=bc, **known))  # type: ignore[arg-type]
-    return Sample(
+    sample = Sample(
         node=doc["node"],
         time=float(doc["time"]),
         source=doc.get("source", "openvz"),
@@ -162,3 +174,8 @@ def to_sample(doc: Mapping[str, Any]) -> Sample:
         totals=NodeTotals(**doc["totals"]),
         ves=tuple(ves),
     )
+    if "ha" not in doc:
+        return sample
+    from lblog.ha.report import from_doc, with_ha
+
+    return with_ha(sample, from_doc(doc["ha"], "ha"))

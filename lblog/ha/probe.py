@@ -17,7 +17,7 @@ from typing import Literal
 
 from lblog.errors import LbvmError
 from lblog.ha.drbd8 import parse_proc_drbd
-from lblog.ha.drbd9 import parse_drbdadm_status, parse_drbdsetup_json
+from lblog.ha.drbd9 import parse_drbdadm_status, parse_drbdsetup_json, parse_events2
 from lblog.ha.heartbeat import (
     NODE_STATUSES,
     RSC_STATUSES,
@@ -108,20 +108,34 @@ def probe_drbd(
         return DrbdProbe("failed", f"{proc_drbd}: {exc}")
     if text.startswith("version: 8."):
         return DrbdProbe("ok", str(proc_drbd), parse_proc_drbd(text, str(proc_drbd)))
-    try:
-        argv = ["drbdsetup", "status", "--json", "all"]
+    return probe_drbd9(run, timeout)
+
+
+# DRBD 9 tools, best first: the JSON status, the text status, the event stream's snapshot.
+DRBD9_COMMANDS: tuple[tuple[tuple[str, ...], Callable[[str, str], DrbdStatus]], ...] = (
+    (("drbdsetup", "status", "--json", "all"), parse_drbdsetup_json),
+    (("drbdadm", "status", "all"), parse_drbdadm_status),
+    (("drbdsetup", "events2", "--now", "--statistics", "all"), parse_events2),
+)
+
+
+def probe_drbd9(run: Runner = run_command, timeout: float = 10.0) -> DrbdProbe:
+    """DRBD 9: `drbdsetup status --json all`, else `drbdadm status all` (drbd-utils without
+    JSON), else `drbdsetup events2 --now --statistics all`; the first that answers counts."""
+    failed: list[str] = []
+    for argv, parse in DRBD9_COMMANDS:
         try:
             out = _call(run, argv, timeout)
-            status = parse_drbdsetup_json(out.stdout, " ".join(argv))
-        except _Failed:
-            argv = ["drbdadm", "status", "all"]
-            out = _call(run, argv, timeout)
-            status = parse_drbdadm_status(out.stdout, " ".join(argv))
-    except _Absent as exc:
-        return DrbdProbe("absent", str(exc))
-    except _Failed as exc:
-        return DrbdProbe("failed", str(exc))
-    return DrbdProbe("ok", " ".join(argv), status)
+        except _Absent as exc:
+            failed.append(str(exc))
+            continue
+        except _Failed as exc:
+            failed.append(str(exc))
+            continue
+        return DrbdProbe("ok", " ".join(argv), parse(out.stdout, " ".join(argv)))
+    if all("is not installed" in f for f in failed):
+        return DrbdProbe("absent", "; ".join(dict.fromkeys(failed)))
+    return DrbdProbe("failed", "; ".join(f for f in failed if "is not installed" not in f))
 
 
 def probe_cluster(
