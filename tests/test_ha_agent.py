@@ -133,7 +133,7 @@ def test_report_round_trip_and_strict_decoding() -> None:
     doc["drbd"]["volumes"][0]["stalled"] = "no"
     with pytest.raises(ParseError, match=r"ha.drbd.volumes\[0\].stalled"):
         from_doc(doc)
-    with pytest.raises(ParseError, match="ha.cluster.status"):
+    with pytest.raises(ParseError, match=r"ha\.cluster\.status"):
         from_doc({"cluster": {"status": "maybe"}})
     with pytest.raises(ParseError, match="mapped twice"):
         from_doc({"ves": [{"ve": "1", "drbd": None, "cluster": None, "source": "map"}] * 2})
@@ -152,7 +152,7 @@ def test_spool_carries_ha_and_old_documents_stay_plain(tmp_path: Path) -> None:
     assert isinstance(back, HaSample) and back.ha == report
     raw = json.loads(path.read_text())
     raw["ha"]["ves"] = "101"
-    with pytest.raises(ParseError, match="ha.ves"):
+    with pytest.raises(ParseError, match=r"ha\.ves"):
         spool.decode(json.dumps(raw).encode(), "x.json")
 
 

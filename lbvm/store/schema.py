@@ -175,3 +175,130 @@ plans = Table(
     Column("moves", Text, nullable=False),  # JSON list of {ve, src, dst, kind, reason, bytes}
     Column("state", String(16), nullable=False),  # open | applied | superseded
 )
+
+# -- HA-pair state: the latest report of each node (lbvm.store.ha). A newer report of a
+# node replaces all of its rows; `reporter` is the node that collected them.
+ha_reports = Table(
+    "ha_reports",
+    metadata,
+    Column("reporter", String(253), primary_key=True),
+    Column("ts", Float, nullable=False),  # the spool file's sample time
+    Column("drbd_status", String(8), nullable=False),  # ok | absent | failed | none
+    Column("drbd_detail", Text),
+    Column("drbd_source", String(16)),
+    Column("cluster_status", String(8), nullable=False),
+    Column("cluster_detail", Text),
+    Column("manager", String(16)),  # pacemaker | heartbeat | rgmanager
+    Column("quorum", Boolean),  # NULL: the manager does not say
+    Column("maintenance_mode", Boolean),
+)
+
+# Cluster members as the reporter's cluster manager sees them.
+ha_members = Table(
+    "ha_members",
+    metadata,
+    Column("reporter", String(253), nullable=False),
+    Column("name", String(253), nullable=False),
+    Column("online", Boolean, nullable=False),
+    Column("standby", Boolean, nullable=False),
+    Column("unclean", Boolean, nullable=False),
+    Column("maintenance", Boolean, nullable=False),
+    Column("shutdown", Boolean, nullable=False),
+    Column("pending", Boolean, nullable=False),
+    Column("flags", String(255)),  # comma-separated
+    UniqueConstraint("reporter", "name", name="uq_ha_members"),
+)
+
+# One DRBD volume towards one peer, as the reporter sees it.
+ha_drbd = Table(
+    "ha_drbd",
+    metadata,
+    Column("reporter", String(253), nullable=False),
+    Column("resource", String(255), nullable=False),
+    Column("volume", Integer),
+    Column("minor", Integer),
+    Column("peer", String(253)),
+    Column("connection", String(32), nullable=False),
+    Column("replication", String(32), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("peer_role", String(32), nullable=False),
+    Column("disk", String(32), nullable=False),
+    Column("peer_disk", String(32), nullable=False),
+    Column("out_of_sync_kib", BigInteger),
+    Column("progress_pct", Float),
+    Column("finish_s", Integer),
+    Column("stalled", Boolean, nullable=False),
+)
+Index("ix_ha_drbd_reporter", ha_drbd.c.reporter, ha_drbd.c.resource)
+
+# Cluster resources (one row per instance) and failed actions, per reporter.
+ha_resources = Table(
+    "ha_resources",
+    metadata,
+    Column("reporter", String(253), nullable=False),
+    Column("id", String(255), nullable=False),
+    Column("kind", String(255)),
+    Column("role", String(32)),
+    Column("nodes", Text),  # comma-separated
+    Column("failed", Boolean, nullable=False),
+    Column("managed", Boolean, nullable=False),
+    Column("grp", String(255)),
+)
+Index("ix_ha_resources_reporter", ha_resources.c.reporter)
+
+ha_failures = Table(
+    "ha_failures",
+    metadata,
+    Column("reporter", String(253), nullable=False),
+    Column("node", String(253)),
+    Column("resource", String(255)),
+    Column("operation", String(64)),
+    Column("message", Text, nullable=False),
+)
+Index("ix_ha_failures_reporter", ha_failures.c.reporter)
+
+# Which DRBD resource and cluster resource hold each VE, per reporter.
+ha_ves = Table(
+    "ha_ves",
+    metadata,
+    Column("reporter", String(253), nullable=False),
+    Column("ve", String(255), nullable=False),
+    Column("drbd", String(255)),
+    Column("cluster", String(255)),
+    Column("source", String(16), nullable=False),
+    UniqueConstraint("reporter", "ve", name="uq_ha_ves"),
+)
+
+# The step log of a multi-step move (the live switchover): one row per command run.
+move_steps = Table(
+    "move_steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("move_id", Integer, nullable=False),
+    Column("step", String(32), nullable=False),  # suspend, dump, cluster_move, ... rollback_*
+    Column("node", String(253)),
+    Column("argv", Text, nullable=False),  # JSON list
+    Column("exit_code", Integer),  # NULL: timed out, or still running
+    Column("output", Text),  # tail of stdout+stderr
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+)
+Index("ix_move_steps_move", move_steps.c.move_id)
+
+# Rolling upgrades: one row per node of a rolling run, in order; resumable.
+rolling = Table(
+    "rolling",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=False),  # the runs row of the whole rolling upgrade
+    Column("position", Integer, nullable=False),
+    Column("node", String(253), nullable=False),
+    Column("command", Text, nullable=False),  # JSON argv
+    Column("state", String(16), nullable=False),
+    # pending -> drained -> upgraded -> back -> done; failed stops the run
+    Column("command_started_at", Float),
+    Column("command_finished_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Column("message", Text),
+    UniqueConstraint("run_id", "node", name="uq_rolling_run_node"),
+)
