@@ -451,7 +451,7 @@ def _start_ready(
     no pool, return the first one for the caller to run). Removes them from ``pending``."""
     started: list[int] = []
     for i in list(pending):
-        if len(busy) + len(started) >= limits.max_parallel:
+        if len(busy) + (len(started) if pool is None else 0) >= limits.max_parallel:
             break
         m = plan.moves[i]
         if not deps[i] <= results.keys():
