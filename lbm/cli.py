@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "add": "lbm.commands.flags:add",
     "algorithms": "lbm.commands.algorithms:algorithms",
     "automation": "lbm.commands.automation:automation",
+    "check": "lbm.commands.check:check",
     "completion": "lbm.commands.completion:completion",
     "demo": "lbm.commands.demo:demo",
     "export": "lbm.commands.export:export",
@@ -48,6 +49,7 @@ SUMMARIES: dict[str, str] = {
     "add": "Put a VE under balancing (the balancer may move it).",
     "algorithms": "List the placement algorithms that are installed.",
     "automation": "Set how the nightly run treats one VE's moves, whatever the cluster's level.",
+    "check": "Check that every HA pair can fail over now, as a monitoring plugin.",
     "completion": "Print the shell completion script for bash, zsh or fish.",
     "demo": (
         "Balance a simulated cluster of HA pairs from /proc files to executed moves."
