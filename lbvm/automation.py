@@ -77,7 +77,7 @@ class Decision:
     execute: Plan
     recommend: Plan
     held: tuple[Held, ...]
-    mandatory: frozenset[int]  # indices into execute.moves that are mandatory
+    mandatory: frozenset[Move]  # the moves (of execute and recommend) that are mandatory
 
 
 class _Sim:
@@ -154,17 +154,17 @@ def select_moves(
     problem: Problem,
     plan: Plan,
     keep: Callable[[Judged], str],
-) -> tuple[Plan, tuple[Held, ...], frozenset[int]]:
+) -> tuple[Plan, tuple[Held, ...], frozenset[Move]]:
     """The moves ``keep`` accepts (it returns "" to keep, else why not), in plan order, each
     judged and validated after the moves kept before it.
 
     Returns the plan of kept moves (scores recomputed), the moves held back with the reason,
-    and the indices of mandatory moves in the kept plan.
+    and the kept moves that are mandatory.
     """
     sim = _Sim(problem)
     kept: list[Move] = []
     held: list[Held] = []
-    mandatory: set[int] = set()
+    mandatory: set[Move] = set()
     for m in plan.moves:
         j = sim.judge(m)
         why = keep(j)
@@ -175,7 +175,7 @@ def select_moves(
             held.append(Held(m, why))
             continue
         if j.mandatory:
-            mandatory.add(len(kept))
+            mandatory.add(m)
         kept.append(m)
         sim.apply(m)
     notes = plan.notes
@@ -187,7 +187,7 @@ def select_moves(
 
 def apply_threshold(
     problem: Problem, plan: Plan, threshold: int
-) -> tuple[Plan, tuple[Held, ...], frozenset[int]]:
+) -> tuple[Plan, tuple[Held, ...], frozenset[Move]]:
     """The plan's mandatory moves and those gaining enough at ``threshold``, still valid."""
     need = required_gain(threshold, problem.settings.min_gain)
 
@@ -228,8 +228,8 @@ def decide(
             return ""
         return f"gain {j.gain:.3g} below {need:.3g} (threshold {threshold})"
 
-    wanted, held, _ = select_moves(problem, plan, actionable)
-    execute, later, mandatory = select_moves(
+    wanted, held, mandatory = select_moves(problem, plan, actionable)
+    execute, later, _ = select_moves(
         problem, wanted,
         lambda j: "" if of(j.move.ve) == "automatic" else "recommend",
     )

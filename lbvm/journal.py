@@ -297,14 +297,14 @@ PLAN_STATES = ("open", "applied", "superseded")
 
 @dataclass(frozen=True)
 class StoredPlan:
-    """A plan kept for ``lbm plan --apply``; ``mandatory`` holds indices into its moves."""
+    """A plan kept for ``lbm plan --apply``, with those of its moves that are mandatory."""
 
     id: int
     run_id: int | None
     created_at: float
     state: str
     plan: Plan
-    mandatory: frozenset[int]
+    mandatory: frozenset[Move]
 
 
 def store_plan(
@@ -312,14 +312,14 @@ def store_plan(
     run_id: int | None,
     plan: Plan,
     *,
-    mandatory: frozenset[int] = frozenset(),
+    mandatory: frozenset[Move] = frozenset(),
     now: float | None = None,
 ) -> int:
     """Keep ``plan`` as the open plan; an older open plan becomes 'superseded'."""
     doc = [
         {"ve": m.ve, "src": m.src, "dst": m.dst, "kind": m.kind, "reason": m.reason,
-         "bytes": m.bytes, "mandatory": i in mandatory}
-        for i, m in enumerate(plan.moves)
+         "bytes": m.bytes, "mandatory": m in mandatory}
+        for m in plan.moves
     ]
     with engine.begin() as conn:
         conn.execute(update(plans).where(plans.c.state == "open").values(state="superseded"))
@@ -344,7 +344,8 @@ def get_plan(engine: Engine, plan_id: int) -> StoredPlan:
                  int(d.get("bytes") or 0))
             for d in items
         )
-        mandatory = frozenset(i for i, d in enumerate(items) if d.get("mandatory"))
+        mandatory = frozenset(m for m, d in zip(planned, items, strict=True)
+                              if d.get("mandatory"))
     except (ValueError, TypeError, KeyError) as exc:
         raise StoreError(f"plan {plan_id}: its moves are not readable: {exc!r}") from None
     plan = Plan(r.algorithm, planned, r.score_before or 0.0, r.score_after or 0.0,
