@@ -34,8 +34,11 @@ def make_site(root: Path, *, backend: str = "simulate", now: float | None = None
     """A small cluster (2 pairs, 12 VEs, crowded) collected into a spool; returns the config."""
     now = time.time() if now is None else now
     cluster = sim.generate(pairs=2, ves=12, seed=2008)
-    for t, node, proc in sim.rounds(cluster, root / "proc", 3, end=now):
-        spool.write(root / "spool", collect(proc, node.name, now=t))
+    work = sim.Workload(cluster, root / "proc")
+    for r in range(3):
+        t = now - (2 - r) * sim.INTERVAL
+        for node, proc in work.step():
+            spool.write(root / "spool", collect(proc, node.name, now=t))
     lines = ['database = "sqlite:///lbvm.db"', 'spool = "spool"', ""]
     for p in range(2):
         lines += ["[[pairs]]", f'name = "pair{p + 1}"', f'nodes = ["vz{p + 1}a", "vz{p + 1}b"]', ""]
