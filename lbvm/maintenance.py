@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,7 +25,13 @@ from algorithms.base import Move, MoveKind, Plan, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load, partner
 from lbvm.errors import NotFound
 
-__all__ = ["DRAIN", "RETURN", "drain_plan", "for_drain", "node_index", "return_plan"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from lbvm.config import Config
+
+__all__ = ["DRAIN", "RETURN", "drain_plan", "for_drain", "node_index", "partner_blockers",
+           "return_plan"]
 
 DRAIN = "maintenance drain of {node}"  # every drain move's reason starts with this
 RETURN = "back from the maintenance drain of {node}"
@@ -173,3 +180,17 @@ def return_plan(problem: Problem, homes: Mapping[str, str], node: str) -> Plan:
             moves.append(room.move(v, t, reason))
     notes.insert(0, f"return to {node}: {len(moves)} of {len(homes)} drained VE(s) go back")
     return Plan("return", tuple(moves), problem.score(), problem.score(room.where), tuple(notes))
+
+
+def partner_blockers(engine: Engine, config: Config, node: str,
+                     now: float | None = None) -> list[str]:
+    """Why ``node`` may not be drained now: its partner or its pair as a whole is not
+    healthy (the node's own problems do not count: draining it is how they get fixed)."""
+    from lbvm.hastate import judge
+    from lbvm.store.ha import load
+
+    pair = config.pair_of().get(node)
+    state = judge(load(engine), config, now).get(pair or "")
+    if state is None or not state.known:
+        return []
+    return [r.text for r in state.about(node)]

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 import sqlalchemy as sa
@@ -223,7 +224,9 @@ class LiveSwitchover:
     def _argv(self, node: str, argv: Sequence[str]) -> list[str]:
         if node in self.settings.local:
             return list(argv)
-        return [*self.settings.ssh, check_host(node), *argv]
+        # ssh hands its command line to the far side's shell: quote so it splits it back
+        # into exactly this argv.
+        return [*self.settings.ssh, check_host(node), shlex.join(argv)]
 
     def _step(self, move: Move, move_id: int | None, st: Step) -> tuple[bool, str]:
         argv = self._argv(st.node, st.argv)
@@ -322,3 +325,16 @@ def backend_from_config(
 ) -> LiveSwitchover:
     """The live-switchover backend with the config's ``[switchover]`` settings."""
     return LiveSwitchover(settings_from(config), engine, fallback=fallback)
+
+
+def backend_for(config: Config, engine: Engine | None = None) -> Backend:
+    """The configured executor backend; ``live-switchover`` is this module's, with the
+    ``[switchover].fallback`` backend (default: simulate) for moves to another pair."""
+    from lbvm.executor import backend_from_config as executor_backend
+
+    if config.executor.backend != NAME:
+        return executor_backend(config, engine)
+    fallback_name = getattr(getattr(config, "switchover", None), "fallback", "simulate")
+    fallback = executor_backend(replace(config, executor=replace(config.executor,
+                                                                 backend=fallback_name)), engine)
+    return backend_from_config(config, engine, fallback=fallback)

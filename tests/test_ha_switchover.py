@@ -83,9 +83,10 @@ def test_switchover_moves_the_ve_and_journals_every_step(vz: Path, engine: Engin
     assert where(vz) == {"vz1b.101": "running"} and (vz / "vz101").read_text() == "vz1b\n"
     frame = steps_frame(engine, ve="101")
     assert list(frame["exit_code"]) == [0] * len(FORWARD)
-    assert json.loads(frame["argv"][1]) == ["ssh", "-o", "x=y", "vz1a", "vzctl", "chkpnt",
-                                            "101", "--suspend"]
-    assert json.loads(frame["argv"][5])[3:6] == ["vz1b", "vzctl", "restore"]
+    assert json.loads(frame["argv"][1]) == ["ssh", "-o", "x=y", "vz1a",
+                                            "vzctl chkpnt 101 --suspend"]
+    assert json.loads(frame["argv"][5])[3:5] == ["vz1b", f"vzctl restore 101 --undump "
+                                                 f"--dumpfile {tmp_path}/dump/dump.101"]
     logged = list_events(engine, kind="switchover")
     assert len(logged) == len(FORWARD) and "resume on vz1b" in " ".join(logged["message"])
 
