@@ -302,3 +302,78 @@ rolling = Table(
     Column("message", Text),
     UniqueConstraint("run_id", "node", name="uq_rolling_run_node"),
 )
+
+# -- Ingest runs: one row per `ingest` call. A row left 'running' means the process died;
+# the next ingest then rebuilds ves/nodes last_seen from the samples (see lbvm.store.ingest).
+ingest_runs = Table(
+    "ingest_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("status", String(16), nullable=False),  # running | done | failed | interrupted
+    Column("files", Integer),
+    Column("ve_rows", BigInteger),
+    Column("message", Text),
+)
+
+# Each node's clock against the shared storage's, from its latest ingest: skew is the
+# median of (node clock when the file was written - the file's mtime), in seconds.
+node_clock = Table(
+    "node_clock",
+    metadata,
+    Column("node", String(253), primary_key=True),
+    Column("skew", Float, nullable=False),
+    Column("files", Integer, nullable=False),
+    Column("measured_at", Float, nullable=False),
+)
+
+# Hourly rollups (lbvm.store.retention): kept for rollup_days after the raw samples go.
+# `hour` is the start of the hour (UTC epoch seconds); the hour covers hour <= ts < hour+3600.
+ve_rollups = Table(
+    "ve_rollups",
+    metadata,
+    Column("ve", String(255), nullable=False),
+    Column("hour", Float, nullable=False),
+    Column("node", String(253)),  # where its newest sample of the hour was taken
+    Column("samples", Integer, nullable=False),
+    Column("cpu_mean", Float),
+    Column("cpu_p95", Float),
+    Column("cpu_max", Float),
+    Column("cpu_n", Integer, nullable=False),  # samples with a CPU rate (weights the mean)
+    Column("mem_mean", Float),
+    Column("mem_p95", Float),
+    Column("mem_max", Float),
+    Column("mem_last", Float),
+    Column("disk_last", Float),
+    Column("failcnt_growth", Float),  # growth inside the hour (resets handled)
+    Column("failcnt_last", Float),
+    UniqueConstraint("ve", "hour", name="uq_ve_rollups_ve_hour"),
+)
+Index("ix_ve_rollups_hour", ve_rollups.c.hour)
+
+node_rollups = Table(
+    "node_rollups",
+    metadata,
+    Column("node", String(253), nullable=False),
+    Column("hour", Float, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("cpu_mean", Float),
+    Column("cpu_p95", Float),
+    Column("cpu_max", Float),
+    Column("mem_used_mean", Float),
+    Column("mem_used_p95", Float),
+    Column("mem_used_max", Float),
+    Column("load1_mean", Float),
+    Column("load1_max", Float),
+    UniqueConstraint("node", "hour", name="uq_node_rollups_node_hour"),
+)
+Index("ix_node_rollups_hour", node_rollups.c.hour)
+
+# Small named values the store keeps about itself (retention's watermarks).
+store_marks = Table(
+    "store_marks",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Float, nullable=False),
+)
