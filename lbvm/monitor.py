@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MONITOR_LEASE = "monitor"
+_RACES = ("locked", "duplicate key", "already exists")
 
 
 class KV:
@@ -244,11 +245,16 @@ class Monitor:
     def _load(self) -> tuple[Config, MonitorSettings, Engine]:
         config = load(self.config_path)
         settings = self._fixed or settings_from(config)
+        tries = 0
         while True:
+            tries += 1
             try:
                 engine = connect(config.database)
             except StoreError as exc:
-                if not self._wait_for_store or self.stopping.is_set():
+                # Another process creating the tables at this very moment: SQLite says
+                # "locked", PostgreSQL a duplicate key in pg_type. Trying again settles it.
+                busy = tries < 5 and any(w in str(exc) for w in _RACES)
+                if not (self._wait_for_store or busy) or self.stopping.is_set():
                     raise
                 self._wake.wait(self._store_down(exc, settings))
                 self._wake.clear()
