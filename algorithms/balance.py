@@ -111,8 +111,12 @@ def _run(st: State) -> list[str]:
         balance_notes = _balance(st)
     if later:
         notes.append(f"balancing made room for {later} more mandatory move(s)")
-    if st.undone:
-        notes.append(f"{st.undone} move(s) taken back: the VE was better where it started")
+    if st.undone - st.retargeted:
+        notes.append(f"{st.undone - st.retargeted} move(s) taken back: the VE was better "
+                     "where it started")
+    if st.retargeted:
+        notes.append(f"{st.retargeted} move(s) replaced by a better target from the VE's "
+                     "starting node: each VE moves at most once")
     notes += last.stuck
     if last.budget:
         notes.append(f"move budget ({st.p.settings.max_moves}) spent before every mandatory "
@@ -151,6 +155,7 @@ def _mandatory(st: State, vs: np.ndarray, *, leave: int = -1) -> Pick | None:
 
     ``leave`` is a pair the move must leave (for failover repairs).
     """
+    vs = vs[~st.moved[vs]]  # a repair never moves a VE the plan has moved already
     if not len(vs):
         return None
     for k in (4, 64, st.n):
@@ -234,14 +239,13 @@ def _repair(st: State, out: _Mandatory) -> None:
 def _next_moves(st: State) -> list[Pick]:
     """Moves that gain more than min_gain: a batch on disjoint nodes from the first net,
     else the single best move of a wider one."""
-    min_gain = st.p.settings.min_gain
     vs, ds = st.net(*BATCH_NET)
-    picks = st.best_disjoint(vs, ds, min_gain, BATCH)
+    picks = st.best_disjoint(vs, ds, BATCH)
     if picks:
         return picks
     for k_src, k_dst in NETS:
         vs, ds = st.net(k_src, k_dst)
-        pick = st.best(vs, ds, min_gain=min_gain)
+        pick = st.best(vs, ds, worth=True)
         if pick is not None:
             return [pick]
         if k_src >= st.n and k_dst >= st.n:
@@ -250,23 +254,25 @@ def _next_moves(st: State) -> list[Pick]:
 
 
 def _balance(st: State) -> list[str]:
-    """Greedy best-gain moves until nothing gains more than min_gain or the budget is spent."""
+    """Greedy best-gain moves until no move is worth its cost (``State.needs``) or the
+    budget is spent."""
     if not (st.w > 0).any():
         return ["no resource has a weight: nothing to balance"]
-    min_gain = st.p.settings.min_gain
     while st.budget_left():
         picks = _next_moves(st)
         if not picks:
             return []
         for i, pick in enumerate(picks):
             # the first is exact; later ones were scored before the earlier moves
-            if not st.budget_left() or (i and st.gain_now(pick) <= min_gain):
+            if i and (not st.budget_left() or st.gain_now(pick) <= st.need(pick)):
                 break
-            if st.cost[pick.ve, 0 if st.same_pair(pick) else 1] > st.bytes_left():
+            if not st.affordable(pick):
+                if not i:
+                    return []  # cannot happen (scoring checks bytes); never loop on it
                 break
             st.apply(pick, "")
     picks = _next_moves(st)
     if not picks:
         return []
     return [f"move budget ({st.p.settings.max_moves}) spent; the next move would have "
-            f"lowered the spread by {picks[0].gain:.4f}"]
+            f"lowered the spread by {picks[0].gain + st.need(picks[0]):.4f}"]

@@ -14,9 +14,11 @@ import numpy as np
 
 from algorithms.base import Move, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load, partner
+from algorithms.rules import anti_counts, domains, group_ids, locked, preferred, targets_allowed
 from algorithms.steplog import Step, StepLog
 
 NEAR_BEST = 0.01  # moves within 1 % of the best gain compete on cost
+MIGRATE_FACTOR = 2.0  # a migration to another pair must gain this many times min_gain
 
 
 @dataclass(frozen=True)
@@ -42,8 +44,16 @@ class State:
         self.placement = np.array(p.placement, dtype=np.int64)
         self.pair = np.asarray(p.pair, dtype=np.int64)
         self.partner = partner(self.pair)
-        self.allowed = np.asarray(p.allowed, dtype=bool)
+        self.allowed = targets_allowed(p)
         self.all_allowed = bool(self.allowed.all())
+        self.pref = preferred(p)
+        self.use_pref = self.pref is not None  # honour should rules (mandatory moves relax it)
+        # scale-free stopping rule: gain × N ≥ min_gain (× MIGRATE_FACTOR across pairs)
+        self.need_switch = s.min_gain / max(p.n_nodes, 1)
+        self.need_migrate = self.need_switch * MIGRATE_FACTOR
+        self.anti = group_ids(p.anti_affinity, p.n_ves)
+        self.dom = domains(self.pair)
+        self.acnt = anti_counts(self.anti, self.dom[self.placement], int(self.dom.max(initial=-1)) + 1)
         self.cost = np.asarray(p.move_cost, dtype=float)
         self.load = p.load(self.placement)
         self.limit = node_limit(p)
@@ -66,10 +76,11 @@ class State:
         self.plim_f = np.where(finite, self.plim, 0.0)
         self.inv_plim = np.where(finite, inverse(self.plim), 0.0)
         self.maint = maintenance(p)
-        self.free = np.asarray(p.movable, dtype=bool).copy()
+        self.free = ~locked(p)
         self.moved = np.zeros(p.n_ves, dtype=bool)
         self.log = StepLog(self.dem.shape[1])
         self.undone = 0
+        self.retargeted = 0
         self.node_ves: list[list[int]] = [[] for _ in range(self.n)]
         for v in np.flatnonzero(self.free):
             self.node_ves[self.placement[v]].append(int(v))
@@ -108,19 +119,28 @@ class State:
         ok = src[:, None] != ds[None, :]
         if not self.all_allowed:
             ok &= self.allowed[vs[:, None], ds[None, :]]
+        home = self.home(vs)
         for i in np.flatnonzero(self.moved[vs]):
-            # never back to a node the VE has left, unless that takes its last move back
-            v = int(vs[i])
-            back = np.isin(ds, self.log.left[v])
-            x = self.log.steps[self.log.last[v]].src
-            if back.any() and x in ds and self.can_undo(v, x):
-                back &= ds != x
-            ok[i] &= ~back
+            # a VE moves at most once per plan: a moved VE may go elsewhere only by having its
+            # move replaced (taken back, then one move from where it started, at the end)
+            ok[i] &= self.can_undo(int(vs[i]), int(home[i]))
+        if self.use_pref and self.pref is not None:
+            pref = self.pref[vs]
+            # a VE on a preferred node stays on preferred nodes
+            ok &= pref[:, ds] | ~pref[np.arange(len(vs)), src][:, None]
+        grouped = np.flatnonzero(self.anti[vs] >= 0)
+        if len(grouped):
+            crowd = self.acnt[self.anti[vs[grouped]]][:, self.dom[ds]]
+            crowd -= self.dom[src[grouped]][:, None] == self.dom[ds][None, :]
+            ok[grouped] &= crowd == 0
         if leave_pair:
             ok &= ~same
-        cost = np.where(same, self.cost[vs, 0][:, None], self.cost[vs, 1][:, None])
+        ph = self.pair[home][:, None]
+        kind_same = (ph == pd[None, :]) & (ph >= 0)
+        cost = np.where(kind_same, self.cost[vs, 0][:, None], self.cost[vs, 1][:, None])
+        cost[ds[None, :] == home[:, None]] = 0.0  # taking a move back copies nothing
         if self.p.settings.max_bytes is not None:
-            ok &= cost <= self.bytes_left()
+            ok &= cost <= self.bytes_left() + self.spent_on(vs)[:, None]
         # everything below is [R, A, D] (resource, VE, target): reductions run over axis 0
         dem = self.dem_t[:, vs]
         t = self.tab[:, :, ds]
@@ -137,21 +157,22 @@ class State:
         return np.where(ok, self.now - loss, -np.inf), cost
 
     def best(self, vs: np.ndarray, ds: np.ndarray, *, leave_pair: bool = False,
-             min_gain: float | None = None) -> Pick | None:
+             worth: bool = False) -> Pick | None:
         """Best feasible move of one of ``vs`` to one of ``ds``; None when none qualifies.
 
-        ``min_gain=None`` is for mandatory moves: any feasible move counts, even one that
-        raises the score.
+        ``worth=False`` is for mandatory moves: any feasible move counts, even one that
+        raises the score. ``worth=True`` keeps only moves that gain what their kind needs
+        (``needs``); the pick's gain is then the gain beyond that.
         """
         if not len(vs) or not len(ds):
             return None
         g, cost = self.gains(vs, ds, leave_pair)
-        floor = -np.inf if min_gain is None else min_gain
-        return choose(g, cost, vs, ds, floor)
+        if not worth:
+            return choose(g, cost, vs, ds, -np.inf)
+        return choose(g - self.needs(vs, ds), cost, vs, ds, 0.0)
 
-    def best_disjoint(self, vs: np.ndarray, ds: np.ndarray, min_gain: float, most: int
-                      ) -> list[Pick]:
-        """Up to ``most`` good moves touching different nodes and pairs, best first.
+    def best_disjoint(self, vs: np.ndarray, ds: np.ndarray, most: int) -> list[Pick]:
+        """Up to ``most`` moves worth their cost touching different nodes and pairs, best first.
 
         Moves on disjoint nodes and pairs stay feasible after each other; only their gain
         shifts a little (the cluster mean moves), so callers re-check it before applying.
@@ -159,11 +180,12 @@ class State:
         if not len(vs) or not len(ds):
             return []
         g, cost = self.gains(vs, ds)
+        g -= self.needs(vs, ds)
         src = self.placement[vs]
         ps, pd = self.pair[src], self.pair[ds]
         picks: list[Pick] = []
         while len(picks) < most:
-            pick = choose(g, cost, vs, ds, min_gain)
+            pick = choose(g, cost, vs, ds, 0.0)
             if pick is None:
                 break
             picks.append(pick)
@@ -174,8 +196,38 @@ class State:
             g[:, (ds == s) | (ds == d) | (pd == p1) | (pd == p2)] = -np.inf
         return picks
 
+    def home(self, vs: np.ndarray) -> np.ndarray:
+        """[A] node each VE was on before the plan moved it (its current node if unmoved)."""
+        out = self.placement[vs].copy()
+        for i in np.flatnonzero(self.moved[vs]):
+            out[i] = self.log.steps[self.log.last[int(vs[i])]].src
+        return out
+
+    def spent_on(self, vs: np.ndarray) -> np.ndarray:
+        """[A] bytes the plan already spends on each VE's move (0 if unmoved)."""
+        out = np.zeros(len(vs))
+        for i in np.flatnonzero(self.moved[vs]):
+            step = self.log.steps[self.log.last[int(vs[i])]]
+            out[i] = self.cost[step.ve, 0 if step.same_pair else 1]
+        return out
+
+    def needs(self, vs: np.ndarray, ds: np.ndarray) -> np.ndarray:
+        """[A, D] least gain a move must bring: more for a migration than a switchover."""
+        ps = self.pair[self.home(vs)][:, None]
+        same = (ps == self.pair[ds][None, :]) & (ps >= 0)
+        return np.where(same, self.need_switch, self.need_migrate)
+
+    def affordable(self, pick: Pick) -> bool:
+        """Does the byte budget still cover ``pick`` (a replaced move frees its bytes)?"""
+        vs = np.array([pick.ve])
+        cost = float(self.cost[pick.ve, 0 if self.same_pair(pick) else 1])
+        return cost <= self.bytes_left() + float(self.spent_on(vs)[0])
+
+    def need(self, pick: Pick) -> float:
+        return self.need_switch if self.same_pair(pick) else self.need_migrate
+
     def same_pair(self, pick: Pick) -> bool:
-        p = self.pair[self.placement[pick.ve]]
+        p = self.pair[self.home(np.array([pick.ve]))[0]]
         return bool(p >= 0 and p == self.pair[pick.dst])
 
     def gain_now(self, pick: Pick) -> float:
@@ -226,6 +278,9 @@ class State:
                     self._proom[p] = self.plim[p] - self.pload[p]
                     touched.append(self.members[p])
         self._refresh(np.concatenate(touched))
+        if self.anti[v] >= 0:
+            self.acnt[self.anti[v], self.dom[s]] -= 1
+            self.acnt[self.anti[v], self.dom[d]] += 1
         self.placement[v] = d
         self.node_ves[s].remove(v)
         self.node_ves[d].append(v)
@@ -243,11 +298,16 @@ class State:
             self.dst_ok = room & ~self.maint
 
     def apply(self, pick: Pick, why: str) -> None:
-        """Make the move; a VE returning to the node its last move left takes that move back."""
+        """Make the move. A VE the plan moved already has that move taken back instead (it
+        returns to where it started) and, unless that is where it goes, moves once from there
+        at the end of the plan: each VE moves at most once."""
         v, d = pick.ve, pick.dst
-        if d in self.log.left.get(v, ()):
+        if self.moved[v]:
+            home = self.log.steps[self.log.last[v]].src
             self._undo(v)
-            return
+            if d == home:
+                return
+            self.retargeted += 1
         before = self.now
         dem = self.dem[v]
         u_src = self.u[int(self.placement[v])].copy()

@@ -3,19 +3,37 @@
 Moves are applied in order; after each one the target node must stay under
 ``max_utilisation`` (only resources whose load rises are checked, so a node already over may
 still shrink) and the target's pair must still be able to fail over, unless the move is a
-switchover inside one pair (the pair total does not change). Pins, host rules, maintenance,
-the kind of move and the budget are checked too.
+switchover inside one pair (the pair total does not change). Pins, must rules (``allowed``),
+maintenance, the kind of move, the budget, each VE moving at most once, anti-affinity (no
+move brings a second member of a group into a pair) and affinity (a group one of whose
+members moves shares one node at the end) are checked too. Should rules (``preferred``) only
+warn, unless ``strict_should``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from algorithms.base import Plan, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load
+from algorithms.rules import domains, group_ids, preferred
 from lbvm.errors import PlanRejected
 
-__all__ = ["check", "headroom", "validate"]
+__all__ = ["Review", "check", "headroom", "review", "validate"]
+
+
+@dataclass(frozen=True)
+class Review:
+    """What the validator found: errors refuse the plan, warnings (should rules) do not."""
+
+    errors: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
 
 _TOL = 1e-9
 
@@ -29,15 +47,24 @@ def headroom(problem: Problem, placement: np.ndarray | None = None) -> np.ndarra
     return pair_limit(problem) - pair_load(problem.pair, load)
 
 
-def check(problem: Problem, plan: Plan) -> None:
+def check(problem: Problem, plan: Plan, *, strict_should: bool = False) -> None:
     """Raise PlanRejected with every reason when the plan is not valid."""
-    reasons = validate(problem, plan)
+    reasons = validate(problem, plan, strict_should=strict_should)
     if reasons:
         raise PlanRejected(reasons)
 
 
-def validate(problem: Problem, plan: Plan) -> list[str]:
-    """Every reason the plan is invalid (empty list: valid), naming move, VE, node, resource."""
+def validate(problem: Problem, plan: Plan, *, strict_should: bool = False) -> list[str]:
+    """Every reason the plan is invalid (empty list: valid), naming move, VE, node, resource.
+
+    Broken should rules are warnings (see ``review``); ``strict_should`` makes them errors.
+    """
+    found = review(problem, plan)
+    return [*found.errors, *found.warnings] if strict_should else list(found.errors)
+
+
+def review(problem: Problem, plan: Plan) -> Review:
+    """Errors and warnings of a plan, each naming the move, VE, node and resource."""
     s = problem.settings
     ves = {v: i for i, v in enumerate(problem.ves)}
     nodes = {n: i for i, n in enumerate(problem.nodes)}
@@ -52,6 +79,12 @@ def validate(problem: Problem, plan: Plan) -> list[str]:
     per_node = np.zeros(problem.n_nodes, dtype=np.int64)
     spent = 0.0
     out: list[str] = []
+    warn: list[str] = []
+    first_move: dict[int, int] = {}
+    pref = preferred(problem)
+    dom = domains(pair)
+    anti = group_ids(problem.anti_affinity, problem.n_ves)
+    affinity = group_ids(problem.affinity, problem.n_ves)
 
     if s.max_moves is not None and len(plan.moves) > s.max_moves:
         out.append(f"plan has {len(plan.moves)} moves, budget max_moves is {s.max_moves}")
@@ -66,6 +99,10 @@ def validate(problem: Problem, plan: Plan) -> list[str]:
         assert v is not None and src is not None and dst is not None
         if where[v] != src:
             out.append(f"{at}: {m.ve} is on {problem.nodes[where[v]]} at this point, not {m.src}")
+        if v in first_move:
+            out.append(f"{at}: {m.ve} already moved in move {first_move[v]}; a plan moves each "
+                       "VE at most once")
+        first_move.setdefault(v, i)
         if src == dst:
             out.append(f"{at}: source and target are the same node")
             continue
@@ -75,6 +112,13 @@ def validate(problem: Problem, plan: Plan) -> list[str]:
             out.append(f"{at}: {m.ve} is not allowed on {m.dst}")
         if maint[dst]:
             out.append(f"{at}: {m.dst} is in maintenance")
+        if pref is not None and not pref[v, dst]:
+            warn.append(f"{at}: {m.dst} is not a preferred node of {m.ve} (should rule)")
+        if anti[v] >= 0 and dom[dst] != dom[where[v]]:
+            mates = np.flatnonzero((anti == anti[v]) & (dom[where] == dom[dst]))
+            if len(mates):
+                out.append(f"{at}: {m.dst} shares a pair with {problem.ves[mates[0]]}, which "
+                           f"is in {m.ve}'s anti-affinity group")
         here = int(where[v])
         same = bool(pair[here] >= 0 and pair[here] == pair[dst])
         kind = "switchover" if same else "migrate"
@@ -110,4 +154,11 @@ def validate(problem: Problem, plan: Plan) -> list[str]:
                 if per_node[n] == s.max_moves_per_node + 1:
                     out.append(f"{at}: {problem.nodes[n]} takes part in more than "
                                f"{s.max_moves_per_node} moves (max_moves_per_node)")
-    return out
+    moved_groups = np.unique(affinity[list(first_move)]) if first_move else np.zeros(0, int)
+    for g in moved_groups[moved_groups >= 0]:
+        members = np.flatnonzero(affinity == g)
+        if len(np.unique(where[members])) > 1:
+            names = ", ".join(problem.ves[x] for x in members)
+            out.append(f"after the plan: affinity group of {names} is spread over "
+                       f"{len(np.unique(where[members]))} nodes (they must share one)")
+    return Review(tuple(out), tuple(warn))

@@ -11,7 +11,7 @@ import pytest
 from algorithms.base import Move, Plan, Problem
 from lbvm.errors import PlanRejected
 from lbvm.scenario import problem_from_dict
-from lbvm.validate import check, headroom, validate
+from lbvm.validate import check, headroom, review, validate
 
 
 def cluster(**settings: Any) -> Problem:
@@ -58,8 +58,16 @@ def test_unknown_names() -> None:
 
 def test_ve_must_be_on_src_at_that_point() -> None:
     p = plan(("v2", "a1", "c", "migrate"), ("v2", "a1", "b2", "migrate"))
+    reasons = validate(cluster(), p)
+    assert len(reasons) == 2 and all(r.startswith("move 1") for r in reasons)
+    assert "v2 is on c" in reasons[0]
+    assert "already moved in move 0" in reasons[1]
+
+
+def test_a_ve_moves_at_most_once() -> None:
+    p = plan(("v2", "a1", "c", "migrate"), ("v2", "c", "b2", "migrate"))
     reason = only_reason(cluster(), p)
-    assert reason.startswith("move 1") and "v2 is on c" in reason
+    assert reason.startswith("move 1 (v2 c→b2)") and "at most once" in reason
 
 
 def test_same_node() -> None:
@@ -96,14 +104,13 @@ def test_capacity_after_each_step() -> None:
 
 
 def test_capacity_order_matters() -> None:
-    # c holds 8 cpu: v1 (4) then v3 (5) overfills it unless v1 leaves first
-    problem = cluster(max_utilisation={"cpu": 0.8, "mem": 0.9},
+    # a1 holds 8 cpu and has 5: v3 (5) fits only after v1 (4) has left
+    problem = cluster(max_utilisation={"cpu": 0.8, "mem": 1.0},
                       failover_overcommit={"cpu": 9, "mem": 9})
-    fine = plan(("v1", "a1", "c", "migrate"), ("v1", "c", "b2", "migrate"),
-                ("v3", "b1", "c", "migrate"))
+    fine = plan(("v1", "a1", "c", "migrate"), ("v3", "b1", "a1", "migrate"))
     assert validate(problem, fine) == []
-    bad = plan(("v1", "a1", "c", "migrate"), ("v3", "b1", "c", "migrate"))
-    assert "c cpu 9 over its limit 8" in only_reason(problem, bad)
+    bad = plan(("v3", "b1", "a1", "migrate"), ("v1", "a1", "c", "migrate"))
+    assert "a1 cpu 10 over its limit 8" in only_reason(problem, bad)
 
 
 def test_node_already_over_may_shrink() -> None:
@@ -158,3 +165,41 @@ def test_headroom_per_pair() -> None:
     moved = problem.placement.copy()
     moved[2] = 0  # v3 onto a1
     np.testing.assert_allclose(headroom(problem, moved), [[-2, -5], [10, 100]])
+
+
+def ruled(**extra: Any) -> Problem:
+    problem = cluster()
+    return replace(problem, **extra)
+
+
+def test_anti_affinity_keeps_group_members_in_different_pairs() -> None:
+    # v1 (a1, pair A) and v3 (b1, pair B) form a group: v3 may not join pair A
+    problem = ruled(anti_affinity=np.array([0, -1, 0, -1, -1]))
+    roomy = replace(problem, settings=replace(problem.settings,
+                                              failover_overcommit=np.array([9.0, 9.0])))
+    reason = only_reason(roomy, plan(("v3", "b1", "a2", "migrate")))
+    assert "shares a pair with v1" in reason and "anti-affinity" in reason
+    assert validate(problem, plan(("v3", "b1", "c", "migrate"))) == []
+    # inside its own pair it may move
+    assert validate(problem, plan(("v3", "b1", "b2", "switchover"))) == []
+
+
+def test_affinity_group_must_share_a_node_at_the_end() -> None:
+    problem = ruled(affinity=np.array([0, 0, -1, -1, -1]))  # v1 and v2 on a1
+    reason = only_reason(problem, plan(("v2", "a1", "a2", "switchover")))
+    assert reason.startswith("after the plan: affinity group of v1, v2")
+    both = plan(("v2", "a1", "a2", "switchover"), ("v1", "a1", "a2", "switchover"))
+    assert validate(problem, both) == []
+
+
+def test_should_rules_are_warnings_unless_strict() -> None:
+    pref = np.zeros((5, 5), dtype=bool)
+    pref[1, :2] = True  # v2 prefers pair A
+    problem = ruled(preferred=pref)
+    p = plan(("v2", "a1", "c", "migrate"))
+    assert validate(problem, p) == []
+    found = review(problem, p)
+    assert found.ok and len(found.warnings) == 1
+    assert "c is not a preferred node of v2" in found.warnings[0]
+    assert validate(problem, p, strict_should=True) == list(found.warnings)
+    assert review(problem, plan(("v2", "a1", "a2", "switchover"))).warnings == ()
