@@ -82,11 +82,14 @@ def _counts(engine: Engine) -> tuple[list[tuple[str, int]], list[tuple[str, int]
 def collect(engine: Engine, config: Config, *, now: float | None = None) -> list[Metric]:
     """Every metric family, from the store and the Problem the balancer would see."""
     from algorithms.pairs import pair_limit
+    from lbvm.hastate import judge
     from lbvm.journal import STATES
     from lbvm.model import build_problem
+    from lbvm.store.ha import load as load_ha
     from lbvm.validate import headroom
 
     pair_of = config.pair_of()
+    ha = judge(load_ha(engine), config, now)
     per_node, per_state = _counts(engine)
     states = dict(per_state)
     newest = newest_sample_time(engine)
@@ -110,8 +113,10 @@ def collect(engine: Engine, config: Config, *, now: float | None = None) -> list
                           float(util[i, k]))
                          for i, n in enumerate(problem.nodes) for k, r in enumerate(res))),
             Metric("lbvm_pair_failover_ok", "gauge",
-                   "1 when the weaker node of the pair could carry all of its VEs.",
-                   tuple(((("pair", p),), float((room[i] >= 0).all()))
+                   "1 when the weaker node of the pair could carry all of its VEs and the "
+                   "pair is not degraded (see lbvm_pair_degraded).",
+                   tuple(((("pair", p),), float((room[i] >= 0).all() and not (
+                       p in ha and ha[p].known and ha[p].reasons)))
                          for i, p in enumerate(pairs))),
             Metric("lbvm_pair_headroom", "gauge",
                    "Spare share of what the pair's survivor may carry; negative: no failover.",
@@ -122,6 +127,14 @@ def collect(engine: Engine, config: Config, *, now: float | None = None) -> list
                    (((), problem.score()),)),
         ]
     out += [
+        Metric("lbvm_pair_ha_ok", "gauge",
+               "1 when the pair's HA state is healthy, 0 when degraded, NaN when unknown.",
+               tuple(((("pair", name),), 1.0 if s.healthy else 0.0 if s.known else float("nan"))
+                     for name, s in ha.items())),
+        Metric("lbvm_pair_degraded", "gauge",
+               "1 per reason a pair is degraded (without failover): node, DRBD, cluster.",
+               tuple(((("pair", name), ("node", r.node or ""), ("reason", r.text)), 1.0)
+                     for name, s in ha.items() for r in s.reasons)),
         Metric("lbvm_data_fresh", "gauge",
                "1 when the samples are fresh enough to plan on, else 0.",
                (((), 1.0 if problem is not None else 0.0),)),

@@ -36,6 +36,7 @@ __all__ = [
     "Reason",
     "apply",
     "apply_tables",
+    "failover_events",
     "judge",
     "pair_states",
     "settings",
@@ -368,6 +369,17 @@ def apply(
     """The problem with degraded[N], replicated[V] filled from the latest HA state and
     folded into allowed[V, N] (see the module docstring)."""
     return apply_tables(problem, load(engine), config, now)
+
+
+def failover_events(
+    tables: HaTables, config: Config, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Hook events (``failover_broken``) for every degraded pair, with its reasons."""
+    return [
+        {"event": "failover_broken", "pair": s.pair, "nodes": list(s.nodes),
+         "reason": s.text(), "reasons": [r.text for r in s.reasons]}
+        for s in judge(tables, config, now).values() if s.known and s.reasons
+    ]
 
 
 def as_dict(state: PairState) -> dict[str, Any]:

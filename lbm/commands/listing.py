@@ -120,19 +120,26 @@ def pairs(state: State, fmt: str) -> None:
     """List HA pairs: their load and whether a survivor could carry it.
 
     Columns: pair, nodes, ves, cpu_used, cpu_util, cpu_headroom, mem_used, mem_util,
-    mem_headroom, failover. Loads are the demand the balancer plans with ([balance].statistic over
-    [balance].window). cpu_headroom and mem_headroom are what the weaker node of the pair
-    could still take if it had to run all of the pair's VEs (within
-    [balance].failover_overcommit); failover is 'no' when either is negative.
+    mem_headroom, failover, ha, ha_reasons. Loads are the demand the balancer plans with
+    ([balance].statistic over [balance].window). cpu_headroom and mem_headroom are what the
+    weaker node of the pair could still take if it had to run all of the pair's VEs (within
+    [balance].failover_overcommit). ha is the pair's HA state from the nodes' latest
+    reports: healthy, degraded (a node offline, unclean or in standby, replication not
+    Connected/UpToDate, split brain, failed actions; ha_reasons says which) or unknown (no
+    HA state reported). failover is 'no' (without failover) when a headroom is negative or
+    the pair is degraded; a degraded pair takes no new VEs.
 
     Example: lbm pairs --format json
     """
     import numpy as np
 
+    from lbvm.hastate import judge
     from lbvm.model import build_problem
+    from lbvm.store.ha import load as load_ha
     from lbvm.validate import headroom
 
     problem = build_problem(state.engine, state.config)
+    ha = judge(load_ha(state.engine), state.config)
     load = problem.load()
     room = headroom(problem)
     names = state.config.pair_of()
@@ -151,6 +158,10 @@ def pairs(state: State, fmt: str) -> None:
             row[f"{name}_used"] = float(used[r])
             row[f"{name}_util"] = float(used[r] / cap[r]) if cap[r] else None
             row[f"{name}_headroom"] = float(room[p, r])
-        row["failover"] = bool((room[p] >= 0).all())
+        verdict = ha.get(str(row["pair"]))
+        degraded = verdict is not None and verdict.known and bool(verdict.reasons)
+        row["failover"] = bool((room[p] >= 0).all()) and not degraded
+        row["ha"] = verdict.state if verdict is not None else "unknown"
+        row["ha_reasons"] = verdict.text() if verdict is not None else ""
         rows.append(row)
     emit(rows, fmt)

@@ -46,13 +46,14 @@ class Summary:
     ves: int
     score_start: float | None  # imbalance of the first bucket with data
     score_end: float | None  # ... and of the last
-    no_failover: tuple[str, ...]  # pairs whose survivor could not carry them now
+    no_failover: tuple[str, ...]  # pairs without failover now: short survivor, or degraded
     moves_done: int
     moves_failed: int
     moves_other: int  # planned, running, skipped, unknown
     runs: int
     quarantined: int
     failcnt_events: int
+    degraded: tuple[str, ...] = ()  # "pair: reasons" for pairs whose HA state is degraded
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,15 @@ def pair_headroom(engine: Engine, config: Config) -> tuple[pd.DataFrame, tuple[s
     return pd.DataFrame(share, index=index, columns=list(problem.resources)), ()
 
 
+def ha_degraded(engine: Engine, config: Config, now: float) -> tuple[str, ...]:
+    """'pair: reasons' for each pair whose HA state is degraded now (nodes, DRBD, cluster)."""
+    from lbvm.hastate import judge
+    from lbvm.store.ha import load as load_ha
+
+    states = judge(load_ha(engine), config, now)
+    return tuple(f"{s.pair}: {s.text()}" for s in states.values() if s.known and s.reasons)
+
+
 def collect(
     engine: Engine,
     config: Config,
@@ -235,7 +245,11 @@ def collect(
     with engine.connect() as conn:
         n_ves = int(conn.execute(sa.select(sa.func.count()).select_from(ves)).scalar() or 0)
     states = moves["state"].value_counts()
-    no_failover = tuple(str(p) for p in headroom_share.index[(headroom_share < 0).any(axis=1)])
+    short = [str(p) for p in headroom_share.index[(headroom_share < 0).any(axis=1)]]
+    degraded = ha_degraded(engine, config, end)
+    why = dict(d.split(": ", 1) for d in degraded)
+    names = list(dict.fromkeys([*short, *why]))
+    no_failover = tuple(f"{p} (degraded: {why[p]})" if p in why else p for p in names)
     summary = Summary(
         start=start,
         end=end,
@@ -252,6 +266,7 @@ def collect(
         runs=len(runs),
         quarantined=len(quarantined),
         failcnt_events=len(fails),
+        degraded=degraded,
     )
     if not len(known):
         notes = (*notes, "no VE samples in the window: nothing to plot over time")
