@@ -46,6 +46,7 @@ import numpy as np
 
 from algorithms.base import Plan, Problem
 from algorithms.pairs import check_shapes
+from algorithms.rules import anti_crowded
 from algorithms.state import Pick, State
 
 # (sources, targets) per resource for each widening of the candidate net.
@@ -94,7 +95,10 @@ def _run(st: State) -> list[str]:
     notes = []
     if first.evacuated:
         notes.append(f"evacuated {first.evacuated} VE(s) from maintenance or forbidden nodes "
-                     "first")
+                     "or a pair shared with an anti-affinity peer first")
+    preferred = _prefer(st)
+    if preferred:
+        notes.append(f"{preferred} VE(s) moved to a node their should rules prefer")
     if first.over_nodes or first.over_pairs:
         what = [f"{first.over_nodes} node(s) over max_utilisation"] if first.over_nodes else []
         what += [f"{first.over_pairs} pair(s) unable to fail over"] if first.over_pairs else []
@@ -168,7 +172,8 @@ def _mandatory(st: State, vs: np.ndarray, *, leave: int = -1) -> Pick | None:
 def _evacuate(st: State, out: _Mandatory) -> None:
     """Move every movable VE off maintenance nodes and nodes its rules forbid."""
     here = st.placement
-    must = st.maint[here] | ~st.allowed[np.arange(st.p.n_ves), here]
+    crowded = anti_crowded(st.p)
+    must = st.maint[here] | ~st.allowed[np.arange(st.p.n_ves), here] | crowded
     pinned = np.flatnonzero(must & ~st.free)
     todo = np.flatnonzero(must & st.free)
     stuck: list[str] = []
@@ -183,7 +188,9 @@ def _evacuate(st: State, out: _Mandatory) -> None:
         if pick is None:
             stuck.append(st.p.ves[v])
             continue
-        why = "evacuate maintenance node; " if st.maint[s] else "rules forbid this node; "
+        why = ("evacuate maintenance node; " if st.maint[s] else
+               "rules forbid this node; " if not st.allowed[v, s] else
+               "anti-affinity: another member of its group shares this pair; ")
         st.apply(pick, why)
     if stuck:
         out.stuck.append(f"no room or no allowed node to evacuate: {', '.join(stuck)}")
@@ -234,6 +241,34 @@ def _repair(st: State, out: _Mandatory) -> None:
                                  "(room, rules, pins or budget)")
                 continue
             st.apply(pick, f"pair {names} cannot fail over; ")
+
+
+def _prefer(st: State) -> int:
+    """Move VEs that sit off their preferred nodes onto one, when that costs the spread no
+    more than a move must gain (should rules are soft). Returns how many moved."""
+    if st.pref is None:
+        return 0
+    here = st.placement
+    off = np.flatnonzero(st.free & ~st.moved & ~st.pref[np.arange(st.p.n_ves), here]
+                         & st.src_ok[here])
+    count = 0
+    for v in off:
+        if not st.budget_left():
+            break
+        vs = np.array([v])
+        ds = np.flatnonzero(st.open_targets())
+        if not len(ds):
+            break
+        g, _ = st.gains(vs, ds)
+        i = int(np.argmax(g))
+        if g[0, i] == -np.inf or g[0, i] < -st.need(Pick(int(v), int(ds[i]), 0.0)):
+            continue
+        pick = Pick(int(v), int(ds[i]), float(g[0, i]))
+        if not st.affordable(pick):
+            continue
+        st.apply(pick, "should rule prefers this node; ")
+        count += 1
+    return count
 
 
 def _next_moves(st: State) -> list[Pick]:

@@ -53,7 +53,8 @@ class State:
         self.need_migrate = self.need_switch * MIGRATE_FACTOR
         self.anti = group_ids(p.anti_affinity, p.n_ves)
         self.dom = domains(self.pair)
-        self.acnt = anti_counts(self.anti, self.dom[self.placement], int(self.dom.max(initial=-1)) + 1)
+        n_dom = int(self.dom.max(initial=-1)) + 1
+        self.acnt = anti_counts(self.anti, self.dom[self.placement], n_dom)
         self.cost = np.asarray(p.move_cost, dtype=float)
         self.load = p.load(self.placement)
         self.limit = node_limit(p)
@@ -125,9 +126,7 @@ class State:
             # move replaced (taken back, then one move from where it started, at the end)
             ok[i] &= self.can_undo(int(vs[i]), int(home[i]))
         if self.use_pref and self.pref is not None:
-            pref = self.pref[vs]
-            # a VE on a preferred node stays on preferred nodes
-            ok &= pref[:, ds] | ~pref[np.arange(len(vs)), src][:, None]
+            ok &= self.pref[vs][:, ds]  # VEs with a preference go only where they prefer
         grouped = np.flatnonzero(self.anti[vs] >= 0)
         if len(grouped):
             crowd = self.acnt[self.anti[vs[grouped]]][:, self.dom[ds]]

@@ -48,6 +48,7 @@ class Expect:
     kinds: tuple[str, ...] = ()  # every move is one of these kinds
     failover_ok: bool | None = None  # afterwards every pair can fail over
     notes_contain: str | None = None
+    warnings: int | None = None  # how many should-rule warnings the validator gives
 
 
 @dataclass(frozen=True)
@@ -226,14 +227,13 @@ def problem_from_dict(data: dict[str, Any], where: str = "<scenario>") -> Proble
         raise ConfigError(f"{where}: resources must be distinct names")
     nodes, capacity, pairs = _nodes(_list(data.get("nodes"), f"{where}: nodes"), where, resources)
     index = {n: i for i, n in enumerate(nodes)}
-    ves, demand, placement, movable, cost, profile = _ves(
-        _list(data.get("ves", []), f"{where}: ves"), where, resources, index
-    )
+    ve_items = _list(data.get("ves", []), f"{where}: ves")
+    ves, demand, placement, movable, cost, profile = _ves(ve_items, where, resources, index)
     rules = _dict(data.get("rules", {}), f"{where}: rules")
     unknown = set(rules) - {"maintenance", "allowed"}
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) in rules: {', '.join(sorted(unknown))}")
-    maint = np.zeros(len(nodes), dtype=bool)
+    maint = np.array([bool(item.get("maintenance", False)) for item in data["nodes"]])
     for n in _names(rules.get("maintenance", []), f"{where}: rules.maintenance"):
         if n not in index:
             raise ConfigError(f"{where}: rules.maintenance: unknown node {n!r}")
@@ -250,6 +250,12 @@ def problem_from_dict(data: dict[str, Any], where: str = "<scenario>") -> Proble
                 raise ConfigError(f"{key}: unknown node {n!r}")
             row[index[n]] = True
         allowed[ve_index[ve]] = row
+    pair_members: dict[str, list[int]] = {}
+    for i, item in enumerate(data["nodes"]):
+        if item.get("pair") is not None:
+            pair_members.setdefault(str(item["pair"]), []).append(i)
+    per_ve = _ve_rules(ve_items, where, index, pair_members)
+    allowed &= per_ve["allowed"]
     allowed[:, maint] = False
     return Problem(
         ves=ves,
@@ -265,7 +271,50 @@ def problem_from_dict(data: dict[str, Any], where: str = "<scenario>") -> Proble
         settings=_settings(data.get("settings"), where, resources),
         profile=profile,
         maintenance=maint,
+        preferred=per_ve["preferred"] if per_ve["preferred"].any() else None,
+        affinity=per_ve["affinity"] if (per_ve["affinity"] >= 0).any() else None,
+        anti_affinity=per_ve["anti_affinity"] if (per_ve["anti_affinity"] >= 0).any() else None,
     )
+
+
+_VE_RULES = ("allowed_nodes", "allowed_pairs", "preferred_nodes", "preferred_pairs",
+             "affinity", "anti_affinity")
+
+
+def _ve_rules(items: list[Any], where: str, index: dict[str, int],
+              pair_members: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    """Per-VE rules: must (allowed_*), should (preferred_*), affinity group names."""
+    n = len(index)
+    out = {
+        "allowed": np.ones((len(items), n), dtype=bool),
+        "preferred": np.zeros((len(items), n), dtype=bool),
+        "affinity": np.full(len(items), -1, dtype=np.int64),
+        "anti_affinity": np.full(len(items), -1, dtype=np.int64),
+    }
+    groups: dict[str, dict[str, int]] = {"affinity": {}, "anti_affinity": {}}
+    for i, item in enumerate(items):
+        key = f"{where}: ves[{i}] ({item.get('id')})"
+        for kind in ("allowed", "preferred"):
+            nodes_key, pairs_key = f"{kind}_nodes", f"{kind}_pairs"
+            if nodes_key not in item and pairs_key not in item:
+                continue
+            row = np.zeros(n, dtype=bool)
+            for name in _names(item.get(nodes_key, []), f"{key}.{nodes_key}"):
+                if name not in index:
+                    raise ConfigError(f"{key}.{nodes_key}: unknown node {name!r}")
+                row[index[name]] = True
+            for name in _names(item.get(pairs_key, []), f"{key}.{pairs_key}"):
+                if name not in pair_members:
+                    raise ConfigError(f"{key}.{pairs_key}: unknown pair {name!r}")
+                row[pair_members[name]] = True
+            out[kind][i] = row
+        for kind, seen in groups.items():
+            if kind in item:
+                name = item[kind]
+                if not isinstance(name, str) or not name:
+                    raise ConfigError(f"{key}.{kind}: must be a group name")
+                out[kind][i] = seen.setdefault(name, len(seen))
+    return out
 
 
 def _nodes(items: list[Any], where: str, resources: tuple[str, ...]
@@ -275,12 +324,14 @@ def _nodes(items: list[Any], where: str, resources: tuple[str, ...]
     for i, item in enumerate(items):
         key = f"{where}: nodes[{i}]"
         item = _dict(item, key)
-        unknown = set(item) - {"name", "pair", "capacity"}
+        unknown = set(item) - {"name", "pair", "capacity", "maintenance"}
         if unknown:
             raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}")
         name = item.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"{key}.name: missing")
+        if not isinstance(item.get("maintenance", False), bool):
+            raise ConfigError(f"{key}.maintenance: must be true or false")
         if name in names:
             raise ConfigError(f"{key}.name: node {name!r} appears twice")
         names.append(name)
@@ -304,7 +355,7 @@ def _ves(items: list[Any], where: str, resources: tuple[str, ...], index: dict[s
     for i, item in enumerate(items):
         key = f"{where}: ves[{i}]"
         item = _dict(item, key)
-        unknown = set(item) - {"id", "node", "demand", "profile", "pinned", "disk"}
+        unknown = set(item) - {"id", "node", "demand", "profile", "pinned", "disk", *_VE_RULES}
         if unknown:
             raise ConfigError(f"{key}: unknown key(s) {sorted(unknown)}")
         ve = item.get("id")

@@ -115,9 +115,9 @@ def review(problem: Problem, plan: Plan) -> Review:
         if pref is not None and not pref[v, dst]:
             warn.append(f"{at}: {m.dst} is not a preferred node of {m.ve} (should rule)")
         if anti[v] >= 0 and dom[dst] != dom[where[v]]:
-            mates = np.flatnonzero((anti == anti[v]) & (dom[where] == dom[dst]))
-            if len(mates):
-                out.append(f"{at}: {m.dst} shares a pair with {problem.ves[mates[0]]}, which "
+            peers = np.flatnonzero((anti == anti[v]) & (dom[where] == dom[dst]))
+            if len(peers):
+                out.append(f"{at}: {m.dst} shares a pair with {problem.ves[peers[0]]}, which "
                            f"is in {m.ve}'s anti-affinity group")
         here = int(where[v])
         same = bool(pair[here] >= 0 and pair[here] == pair[dst])

@@ -11,7 +11,7 @@ import pytest
 
 from algorithms import registry
 from lbvm.scenario import Scenario, load, scenario_from_dict
-from lbvm.validate import headroom, validate
+from lbvm.validate import headroom, review, validate
 
 HERE = Path(__file__).parent / "scenarios"
 FILES = sorted(HERE.glob("**/*.json"))
@@ -20,7 +20,7 @@ IDS = [str(f.relative_to(HERE).with_suffix("")) for f in FILES]
 
 def test_there_are_scenarios_in_every_category() -> None:
     categories = {f.parent.name for f in FILES}
-    assert {"balance", "failover", "pins", "maintenance", "budget"} <= categories
+    assert {"balance", "failover", "pins", "maintenance", "budget", "rules"} <= categories
 
 
 @pytest.mark.parametrize("path", FILES, ids=IDS)
@@ -65,6 +65,8 @@ def check_expect(scenario: Scenario) -> None:
         assert bool((headroom(problem, after) >= 0).all()) is expect.failover_ok, story
     if expect.notes_contain is not None:
         assert any(expect.notes_contain in n for n in plan.notes), story
+    if expect.warnings is not None:
+        assert len(review(problem, plan).warnings) == expect.warnings, story
 
 
 def _placement_after(scenario: Scenario, moves: list[tuple[str, str]]) -> np.ndarray:
