@@ -319,3 +319,44 @@ def test_monitors_started_together_move_each_ve_once(
         check_invariants(cfg.parent, engine)
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.postgresql
+def test_postgresql_lost_mid_move_then_reconciled(
+    pg_site: tuple[Path, Proxy, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg, proxy, direct = pg_site
+    site = cfg.parent
+    bindir = site / "bin"
+    bindir.mkdir()
+    (bindir / "crm_resource").symlink_to(BIN / "fake-crm_resource")  # moves, then lingers
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_CLUSTER", str(site / "cluster"))
+    monkeypatch.setenv("FAKE_MOVE_SLEEP", "2")
+    cfg.write_text(cfg.read_text().replace('backend = "simulate"', 'backend = "crm_resource"'))
+    engine = connect(direct)
+    proc = subprocess.Popen([sys.executable, "-c", RUN_ONCE, str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (site / "cluster" / "moves.log").exists() or proc.poll() is not None)
+        assert proc.poll() is None, proc.communicate()  # the VE has moved, the tool lingers
+        proxy.cut()  # ... and the store is gone before the move can be recorded
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode != 0 and "Traceback" in err
+        (row,) = journal.running_moves(engine)
+        proxy.start()
+        monkeypatch.delenv("FAKE_MOVE_SLEEP")
+        mon = Monitor(cfg)
+        result = mon.run_once()
+        mon.engine.dispose()
+        assert [(r.move_id, r.state) for r in result.reconciled] == [(row.id, "done")]
+        frame = journal.moves_frame(engine)
+        assert set(frame["state"]) <= {"done", "skipped"}
+        moved = (site / "cluster" / "moves.log").read_text().split("\n")
+        assert moved[0].split() == [row.ve, row.dst] and moved[1:] == [""]  # moved once
+        assert stored(engine) == truth(site)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        engine.dispose()
