@@ -89,7 +89,7 @@ def test_apply_asks_first(recommended: tuple[Path, int]) -> None:
 
 
 def test_plan_options_that_do_not_go_together(recommended: tuple[Path, int]) -> None:
-    cfg, plan_id = recommended
+    cfg, _ = recommended
     assert lbm(cfg, "plan", "--show", "1", "--apply", "1").exit_code == 2
     assert lbm(cfg, "plan", "--yes").exit_code == 2
     missing = lbm(cfg, "plan", "--show", "999")
