@@ -5,9 +5,10 @@ monitor: a hook that is missing, fails, hangs or prints rubbish is logged and fo
 
 Events (the ``event`` key of the JSON object):
     move_done        a VE reached its destination     ve, src, dst, kind, move_id
-    move_failed      a move failed or was left unknown ve, src, dst, kind, move_id, reason
+    move_failed      a move failed or was left unknown ve, src, dst, kind, move_id, state,
+                                                       reason
     hotspot          a node is over its limit          node, resource, utilisation, limit
-    failover_broken  a pair cannot fail over           pair, node, resource, need, capacity
+    failover_broken  a pair cannot fail over           nodes, resource, short_by
 Every event also carries ``ts`` (epoch seconds) and ``host`` (where the monitor runs).
 """
 
