@@ -131,16 +131,58 @@ def _healthy_volumes(drbd: pd.DataFrame) -> pd.Series:
     )
 
 
-def _cluster_reasons(t: HaTables, reporter: str, nodes: tuple[str, str]) -> list[Reason]:
-    rep = t.reports[t.reports["reporter"] == reporter].iloc[0]
+@dataclass(frozen=True)
+class _ByReporter:
+    """The HA tables as plain records grouped by reporter: read once per judgement, so
+    judging P pairs costs O(rows), not O(P x rows)."""
+
+    reports: dict[str, dict[str, Any]]
+    members: dict[str, dict[str, dict[str, Any]]]
+    failures: dict[str, list[dict[str, Any]]]
+    resources: dict[str, list[dict[str, Any]]]
+    bad_volumes: dict[str, list[tuple[str, bool, bool, bool]]]  # text, link, local, peer
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{str(k): v for k, v in r.items()} for r in frame.to_dict("records")]
+
+
+def _group(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        out.setdefault(str(r["reporter"]), []).append(r)
+    return out
+
+
+def _by_reporter(t: HaTables) -> _ByReporter:
+    members = _group(_records(_bools(t.members, _BOOLS)))
+    drbd = t.drbd
+    bad = drbd[~_healthy_volumes(drbd)] if len(drbd) else drbd
+    volumes: dict[str, list[tuple[str, bool, bool, bool]]] = {}
+    if len(bad):
+        rows = zip(bad["reporter"].astype(str), _volume_text(bad),
+                   bad["connection"] != "Connected", bad["disk"] != "UpToDate",
+                   bad["peer_disk"] != "UpToDate", strict=True)
+        for reporter, text, link, local, peer in rows:
+            volumes.setdefault(reporter, []).append((str(text), link, local, peer))
+    return _ByReporter(
+        reports={str(r["reporter"]): r for r in _records(t.reports)},
+        members={k: {str(m["name"]): m for m in v} for k, v in members.items()},
+        failures=_group(_records(t.failures)),
+        resources=_group(_records(_bools(t.resources, ("failed", "managed")))),
+        bad_volumes=volumes,
+    )
+
+
+def _cluster_reasons(g: _ByReporter, reporter: str, nodes: tuple[str, str]) -> list[Reason]:
+    rep = g.reports[reporter]
     out: list[Reason] = []
-    members = _bools(t.members[t.members["reporter"] == reporter], _BOOLS).set_index("name")
-    manager = rep["manager"]
+    members = g.members.get(reporter, {})
     for n in nodes:
-        if n not in members.index:
-            out.append(Reason(n, f"node {n} unknown to {manager}"))
+        m = members.get(n)
+        if m is None:
+            out.append(Reason(n, f"node {n} unknown to {rep['manager']}"))
             continue
-        m = members.loc[n]
         words = ([] if m["online"] else ["offline"]) + [w for w in _NODE_WORDS if m[w]]
         if words:
             out.append(Reason(n, f"node {n} {' '.join(words)}"))
@@ -148,57 +190,47 @@ def _cluster_reasons(t: HaTables, reporter: str, nodes: tuple[str, str]) -> list
         out.append(Reason(None, f"cluster has no quorum (seen from {reporter})"))
     if rep["maintenance_mode"] == 1:
         out.append(Reason(None, "cluster in maintenance mode"))
-    fails = t.failures[t.failures["reporter"] == reporter]
-    for f in fails.to_dict("records"):
+    for f in g.failures.get(reporter, []):
         node = None if f["node"] is None else str(f["node"])
         if node is None or node in nodes:
             what = f"failed {f['operation'] or 'action'} of {f['resource'] or 'fencing'} on {node}"
             out.append(Reason(node, f"{what}: {f['message']}"))
-    res = _bools(t.resources[t.resources["reporter"] == reporter], ("failed", "managed"))
-    for r in res.itertuples():
-        running = [x for x in str(r.nodes or "").split(",") if x]
+    for r in g.resources.get(reporter, []):
+        running = [x for x in str(r["nodes"] or "").split(",") if x]
         if running and not set(running) & set(nodes):
             continue
-        if r.failed:
-            out.append(Reason(None, f"resource {r.id} failed on {', '.join(running) or 'no node'}"))
-        elif not r.managed:
-            out.append(Reason(None, f"resource {r.id} not managed"))
+        if r["failed"]:
+            where = ", ".join(running) or "no node"
+            out.append(Reason(None, f"resource {r['id']} failed on {where}"))
+        elif not r["managed"]:
+            out.append(Reason(None, f"resource {r['id']} not managed"))
     return out
 
 
-def _drbd_reasons(t: HaTables, reporter: str, mate: str) -> list[Reason]:
-    vols = t.drbd[t.drbd["reporter"] == reporter]
-    bad = vols[~_healthy_volumes(vols)]
-    if bad.empty:
-        return []
-    texts = _volume_text(bad)
-    local = bad["disk"] != "UpToDate"
-    peer = bad["peer_disk"] != "UpToDate"
-    link = bad["connection"] != "Connected"
+def _drbd_reasons(g: _ByReporter, reporter: str, mate: str) -> list[Reason]:
     out = []
-    for is_link, is_local, is_peer, text in zip(link, local, peer, texts, strict=True):
-        who = None if is_link else reporter if is_local else mate if is_peer else None
-        out.append(Reason(who, str(text)))
+    for text, link, local, peer in g.bad_volumes.get(reporter, []):
+        who = None if link else reporter if local else mate if peer else None
+        out.append(Reason(who, text))
     return out
 
 
 def _judge_pair(
-    t: HaTables, name: str, nodes: tuple[str, str], now: float, stale_after: float
+    g: _ByReporter, name: str, nodes: tuple[str, str], now: float, stale_after: float
 ) -> PairState:
-    reps = t.reports[t.reports["reporter"].isin(nodes)]
-    if reps.empty:
+    reps = [g.reports[n] for n in nodes if n in g.reports]
+    if not reps:
         return PairState(name, nodes, False)
     reasons: list[Reason] = []
     notes: list[str] = []
-    fresh = reps[reps["ts"] >= now - stale_after]
+    fresh = [r for r in reps if float(r["ts"]) >= now - stale_after]
     for n in nodes:
-        mine = reps[reps["reporter"] == n]
-        if mine.empty:
+        mine = g.reports.get(n)
+        if mine is None:
             reasons.append(Reason(n, f"no HA state from {n}"))
-        elif float(mine["ts"].iloc[0]) < now - stale_after:
-            age = now - float(mine["ts"].iloc[0])
-            reasons.append(Reason(n, f"HA state of {n} is {age:.0f} s old"))
-    for rep in fresh.to_dict("records"):
+        elif float(mine["ts"]) < now - stale_after:
+            reasons.append(Reason(n, f"HA state of {n} is {now - float(mine['ts']):.0f} s old"))
+    for rep in fresh:
         who = str(rep["reporter"])
         for layer, key in (("DRBD", "drbd"), ("cluster manager", "cluster")):
             status, detail = rep[f"{key}_status"], rep[f"{key}_detail"]
@@ -206,12 +238,14 @@ def _judge_pair(
                 reasons.append(Reason(who, f"{layer} state of {who} unknown: {detail}"))
             elif status == "absent":
                 notes.append(f"{layer} not found on {who}: {detail}")
-    for viewer in fresh.loc[fresh["cluster_status"] == "ok", "reporter"].astype(str):
-        reasons += _cluster_reasons(t, viewer, nodes)  # either node's view may see trouble
-    for reporter in fresh.loc[fresh["drbd_status"] == "ok", "reporter"].astype(str):
-        mate = nodes[1] if reporter == nodes[0] else nodes[0]
-        reasons += _drbd_reasons(t, reporter, mate)
-    at = float(fresh["ts"].min()) if len(fresh) else None
+    for rep in fresh:  # either node's view may see trouble
+        if rep["cluster_status"] == "ok":
+            reasons += _cluster_reasons(g, str(rep["reporter"]), nodes)
+    for rep in fresh:
+        if rep["drbd_status"] == "ok":
+            who = str(rep["reporter"])
+            reasons += _drbd_reasons(g, who, nodes[1] if who == nodes[0] else nodes[0])
+    at = min(float(r["ts"]) for r in fresh) if fresh else None
     unique = tuple(dict.fromkeys(reasons))
     return PairState(name, nodes, True, unique, at, tuple(dict.fromkeys(notes)))
 
@@ -222,7 +256,8 @@ def judge(
     """pair name -> its state, for every configured pair."""
     now = time.time() if now is None else float(now)
     stale = settings(config).stale_after
-    return {p.name: _judge_pair(tables, p.name, p.nodes, now, stale) for p in config.pairs}
+    g = _by_reporter(tables)
+    return {p.name: _judge_pair(g, p.name, p.nodes, now, stale) for p in config.pairs}
 
 
 def pair_states(engine: Engine, config: Config, now: float | None = None) -> pd.DataFrame:
@@ -291,8 +326,8 @@ def ve_replication(
     out["drbd"] = own["drbd"].fillna(mate["drbd"]).to_numpy()
     vols = tables.drbd.copy()
     vols["healthy"] = _healthy_volumes(vols).to_numpy()
-    vols["why"] = _ve_text(vols).to_numpy() if len(vols) else pd.Series(dtype=object)
-    bad = vols[~vols["healthy"]]
+    bad = vols[~vols["healthy"]].copy()
+    bad["why"] = _ve_text(bad).to_numpy() if len(bad) else []
     check = judged & node_ok
     # mapped VEs: their resource's volumes on their node
     mapped = check & out["drbd"].notna()
