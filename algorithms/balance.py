@@ -128,6 +128,24 @@ def _run(st: State) -> list[str]:
     return notes + balance_notes
 
 
+def mandatory(st: State) -> list[str]:
+    """Evacuations and repairs only (for other algorithms that start from a valid cluster);
+    notes say what was done and what could not be."""
+    out = _mandatory_pass(st)
+    notes = [f"evacuated {out.evacuated} VE(s) first"] if out.evacuated else []
+    if out.repaired:
+        notes.append(f"{out.over_nodes} node(s) over max_utilisation and {out.over_pairs} "
+                     f"pair(s) unable to fail over at the start: {out.repaired} repair "
+                     "move(s) come first")
+    notes += out.stuck[:5]
+    if len(out.stuck) > 5:
+        notes.append(f"... and {len(out.stuck) - 5} more node(s) or pair(s) left unrepaired")
+    if out.budget:
+        notes.append(f"move budget ({st.p.settings.max_moves}) spent before every mandatory "
+                     "move was made")
+    return notes
+
+
 def _mandatory_pass(st: State) -> _Mandatory:
     out = _Mandatory()
     before = len(st.moves)
