@@ -212,7 +212,7 @@ class Rolling:
         from lbvm.validate import validate
         from lbvm.validate_ha import reasons as ha_reasons
 
-        reasons = tuple(validate(problem, plan)) + tuple(ha_reasons(problem, plan))
+        reasons = tuple(dict.fromkeys([*validate(problem, plan), *ha_reasons(problem, plan)]))
         if reasons:
             raise PlanRejected(list(reasons))
         run_id = journal.start_run(self.engine, "maintenance", plan.algorithm, now=self.clock())
