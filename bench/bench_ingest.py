@@ -57,7 +57,7 @@ def generate(root: Path, nodes: int, ves: int, samples: int, seed: int = 1) -> i
             )
             totals = NodeTotals(16, int(s * 3e5), int(s * 1e6), 64 << 30, 32 << 30, 1, 1, 1)
             sample = Sample(name, t, "openvz", 100, 100, totals, rows)
-            (folder / spool.file_name(sample)).write_bytes(spool.encode(sample))
+            (folder / spool.file_name(sample)).write_bytes(spool.encode(sample, time.time()))
             count += 1
     return count
 

@@ -52,7 +52,9 @@ def file_name(sample: Sample) -> str:
     return f"{sample.node}-{stamp}.{micro:06d}Z{SUFFIX}"
 
 
-def encode(sample: Sample) -> bytes:
+def encode(sample: Sample, written: float | None = None) -> bytes:
+    """The file's bytes. ``written``: the node's clock as the file is written (the optional
+    ``written`` key; the monitor compares it with the file's mtime to find clock skew)."""
     doc: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -70,6 +72,8 @@ def encode(sample: Sample) -> bytes:
             if ve.beancounters
         },
     }
+    if written is not None:
+        doc["written"] = written
     ha = getattr(sample, "ha", None)
     if ha is not None:
         from lblog.ha.report import to_doc  # only nodes that collect HA state pay for it
@@ -91,7 +95,7 @@ def write(spool: Path, sample: Sample) -> Path:
     directory = node_dir(spool, sample.node)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / file_name(sample)
-    data = encode(sample)
+    data = encode(sample, written=_time.time())
     fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -7,25 +7,51 @@ executemany on the driver cursor. Anything else: SQLAlchemy executemany.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 
-def _is_psycopg(conn: Connection) -> bool:
+def is_psycopg(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg"
+
+
+_is_psycopg = is_psycopg
+
+
+def _py_list(col: pd.Series) -> list[object]:
+    """A column as Python values, None where missing (numpy's tolist: no per-value work
+    in Python but for the missing ones)."""
+    missing = col.isna().to_numpy()
+    kind = col.dtype.kind
+    if kind in "iu":  # numpy or nullable integers
+        values = col.to_numpy(dtype=np.int64, na_value=0).tolist()
+    elif kind == "f":
+        values = col.to_numpy(dtype=np.float64, na_value=np.nan).tolist()
+    elif kind == "b" and not missing.any():
+        values = col.to_numpy(dtype=bool).tolist()
+    else:
+        values = col.to_numpy(dtype=object).tolist()
+    for i in np.flatnonzero(missing).tolist():
+        values[i] = None
+    return values
 
 
 def _py_columns(frame: pd.DataFrame) -> list[list[object]]:
     """Each column as a list of Python values with None for missing ones."""
-    out = []
-    for name in frame.columns:
-        col = frame[name]
-        values = col.astype(object).to_numpy(copy=True)
-        values[col.isna().to_numpy()] = None
-        out.append(values.tolist())
-    return out
+    return [_py_list(frame[name]) for name in frame.columns]
+
+
+def copy_text(conn: Connection, table: sa.Table, columns: Sequence[str], text: str) -> None:
+    """PostgreSQL COPY of CSV ``text`` (NULL: empty unquoted) into ``columns``."""
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    raw = conn.connection.driver_connection
+    sql = f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT csv)'
+    with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+        copy.write(text)
 
 
 def insert_frame(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> int:

@@ -1,11 +1,16 @@
 """Load spool files into the store exactly once, a batch of files per transaction.
 
-For each batch: skip files the ledger (spool_files) already has, read and check the rest,
-build one DataFrame of VE rows and one of node rows, drop duplicate samples, derive CPU rates
-against the latest stored sample of each VE and node, then in one transaction bulk-insert
-samples, ledger rows and events and upsert the nodes and ves tables. Only after the commit
+Worker processes (``jobs``) read and check files and turn each batch into numpy columns
+(lbvm.store.parse); the parent only concatenates, derives CPU rates (lbvm.store.series) and
+writes. Per batch, in one transaction: the ledger (spool_files) is read, files it already
+has are set aside, and the samples, ledger rows, quarantine events and HA reports are
+written; VEs and nodes that are new or changed node are upserted. Only after the commit
 are files moved to ``done/<node>/`` (or ``quarantine/<node>/``): a crash in between leaves
 them in incoming/, and the next run finds them in the ledger and only moves them.
+
+``last_seen`` of VEs and nodes is written once per run, at its end, with the nodes' clock
+skew. A run killed before that leaves its ingest_runs row 'running'; the next run then
+rebuilds last_seen (and node) from the stored samples before loading anything.
 """
 
 from __future__ import annotations
@@ -13,8 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +32,19 @@ import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
-from lblog.errors import LbvmError
 from lbvm.errors import StoreError
-from lbvm.store import bulk, spoolread
+from lbvm.store import bulk, skew, spoolread
 from lbvm.store.events import Event, record_events
-from lbvm.store.rates import counter_rate
-from lbvm.store.schema import node_samples, spool_files, ve_samples
+from lbvm.store.ha import ingest_ha
+from lbvm.store.parse import COPY_COLUMNS, INT_COLUMNS, NODE_FLOAT, Parsed, parse_files
+from lbvm.store.schema import ingest_runs, node_samples, spool_files, ve_samples
+from lbvm.store.series import Kind, Latest, Stored, prepare
 from lbvm.store.spoolread import SpoolFile
 
 log = logging.getLogger(__name__)
 
+BATCH_FILES = 2000
+POOL_MIN_FILES = 4000  # below this, starting worker processes costs more than it saves
 VE_INSERT = (
     "ve", "node", "ts", "cpu_raw", "cpu_hz", "cpu_used", "uptime", "mem_bytes",
     "mem_limit_bytes", "swap_bytes", "disk_bytes", "disk_limit_bytes", "failcnt",
@@ -42,6 +53,10 @@ NODE_INSERT = (
     "node", "ts", "cpus", "cpu_busy_raw", "cpu_idle_raw", "cpu_used", "mem_total_bytes",
     "mem_available_bytes", "load1", "load5", "load15", "disk_total_bytes", "disk_free_bytes",
 )  # fmt: skip
+VE_KIND = Kind(ve_samples, "ve", "cpu_raw", "cpu_hz", "uptime", "cpu_hz",
+               {"node": "object", "cpu_raw": "Int64", "cpu_hz": "Int64", "uptime": "Float64"})
+NODE_KIND = Kind(node_samples, "node", "cpu_busy_raw", "jiffies_hz", "cpu_idle_raw", None,
+                 {"cpu_busy_raw": "Int64", "cpu_idle_raw": "Int64"})  # fmt: skip
 
 _UPSERT_VES = """
 INSERT INTO ves (ve, node, balanced, pinned, first_seen, last_seen)
@@ -64,32 +79,18 @@ ON CONFLICT (name) DO UPDATE SET
   last_seen = CASE WHEN nodes.last_seen IS NULL OR excluded.last_seen > nodes.last_seen
          THEN excluded.last_seen ELSE nodes.last_seen END
 """
-# Latest stored sample of each series strictly before its first sample in the batch, and
-# stored samples inside the batch's time span (possible duplicates). Both are index seeks
-# on (series, ts) per series of the batch; CROSS JOIN makes SQLite loop over the small temp
-# table (left to itself it may scan the samples table), PostgreSQL plans it as a join.
-_PREVIOUS = """
-SELECT s.{key}, s.ts, {cols} FROM {tmp} t CROSS JOIN {table} s
-WHERE s.{key} = t.{tkey} AND s.ts = (
-  SELECT p.ts FROM {table} p WHERE p.{key} = t.{tkey} AND p.ts < t.first_seen
-  ORDER BY p.ts DESC LIMIT 1)
+# After a killed run: last_seen and node from the newest stored sample (index seeks).
+_REPAIR_VES = """
+UPDATE ves SET
+  last_seen = (SELECT max(s.ts) FROM ve_samples s WHERE s.ve = ves.ve),
+  node = (SELECT s.node FROM ve_samples s WHERE s.ve = ves.ve ORDER BY s.ts DESC LIMIT 1)
+WHERE EXISTS (SELECT 1 FROM ve_samples s WHERE s.ve = ves.ve
+              AND (ves.last_seen IS NULL OR s.ts > ves.last_seen))
 """
-_STORED = """
-SELECT s.{key}, s.ts FROM {tmp} t CROSS JOIN {table} s
-WHERE s.{key} = t.{tkey} AND s.ts >= t.first_seen AND s.ts <= t.last_seen
-"""
-# PostgreSQL turns those joins into hash joins over the whole samples table, so it gets
-# LATERAL subqueries, which run once per temp row on the index (OFFSET 0 keeps the planner
-# from flattening the second one back into a join).
-_PREVIOUS_PG = """
-SELECT s.* FROM {tmp} t CROSS JOIN LATERAL (
-  SELECT p.{key}, p.ts, {pcols} FROM {table} p WHERE p.{key} = t.{tkey} AND p.ts < t.first_seen
-  ORDER BY p.ts DESC LIMIT 1) s
-"""
-_STORED_PG = """
-SELECT s.* FROM {tmp} t CROSS JOIN LATERAL (
-  SELECT p.{key}, p.ts FROM {table} p
-  WHERE p.{key} = t.{tkey} AND p.ts >= t.first_seen AND p.ts <= t.last_seen OFFSET 0) s
+_REPAIR_NODES = """
+UPDATE nodes SET last_seen = (SELECT max(s.ts) FROM node_samples s WHERE s.node = nodes.name)
+WHERE EXISTS (SELECT 1 FROM node_samples s WHERE s.node = nodes.name
+              AND (nodes.last_seen IS NULL OR s.ts > nodes.last_seen))
 """
 
 
@@ -109,11 +110,21 @@ class IngestResult:
         )
 
 
-@dataclass(frozen=True)
-class _Batch:
-    loaded: list[SpoolFile]
-    bad: list[tuple[SpoolFile, str]]
-    docs: list[dict[str, Any]]
+class _Run:
+    """What one ingest run carries from batch to batch."""
+
+    def __init__(self, engine: Engine, now: float | None) -> None:
+        self.engine = engine
+        self.now = now
+        self.ves = Latest(VE_KIND)
+        self.nodes = Latest(NODE_KIND)
+        self.touched_ves: set[str] = set()
+        self.touched_nodes: set[str] = set()
+        self.clock = skew.Collector()
+        self.made: set[Path] = set()  # done/ and quarantine/ folders known to exist
+
+    def stamp(self) -> float:
+        return time.time() if self.now is None else self.now
 
 
 def ingest(
@@ -121,32 +132,44 @@ def ingest(
     spool: Path,
     *,
     now: float | None = None,
-    batch_files: int = 500,
+    batch_files: int = BATCH_FILES,
     progress: Callable[[int], None] | None = None,
+    jobs: int | None = None,
+    skew_threshold: float = skew.THRESHOLD,
 ) -> IngestResult:
     """Load every file under ``<spool>/incoming/<node>/``; see the module docstring.
 
     ``now`` stamps the ledger rows and events (default: the clock). ``progress`` is called
-    with the number of files handled after each batch. Raises StoreError when a batch cannot
-    be written (that batch is rolled back and its files stay in incoming/).
+    with the number of files handled after each batch. ``jobs``: worker processes that
+    parse files (default: up to 2, and none for fewer than POOL_MIN_FILES files).
+    ``skew_threshold``: seconds of clock skew beyond which a node gets a warning event.
+    Raises StoreError when a batch cannot be written (that batch is rolled back, its files
+    stay in incoming/, the batches before it stay loaded).
     """
     if batch_files < 1:
         raise StoreError(f"batch_files must be at least 1, not {batch_files}")
+    if jobs is not None and jobs < 0:
+        raise StoreError(f"jobs must be 0 or more, not {jobs}")
     spool = Path(spool)
     found = spoolread.scan(spool)
     result = IngestResult(skipped=len(found.skipped))
-    made: set[Path] = set()  # done/ and quarantine/ folders known to exist
-    if found.skipped:
-        for why in found.skipped:
-            log.warning("%s", why)
-        stamp = time.time() if now is None else now
-        with engine.begin() as conn:
-            record_events(conn, [Event("warning", "spool", None, w, stamp) for w in found.skipped])
-    for start in range(0, len(found.files), batch_files):
-        chunk = found.files[start : start + batch_files]
-        result = result + _ingest_batch(engine, spool, chunk, now, made)
-        if progress is not None:
-            progress(len(chunk))
+    run = _Run(engine, now)
+    run_id = _open_run(engine, run.stamp(), found.skipped)
+    chunks = [found.files[i : i + batch_files] for i in range(0, len(found.files), batch_files)]
+    csv = bulk.is_psycopg(engine)
+    with _parser(_workers(jobs, len(found.files)), csv) as parse, _mover() as move:
+        pending: list[Future[None]] = []
+        for chunk, parsed in zip(chunks, parse(chunks), strict=True):
+            done, quarantine, got = _ingest_batch(run, chunk, parsed)
+            result = result + got
+            pending = [f for f in pending if not _settled(f)]
+            pending.append(move(_move, done, spool / "done", run.made))
+            pending.append(move(_move, quarantine, spool / "quarantine", run.made))
+            if progress is not None:
+                progress(len(chunk))
+        for f in pending:
+            f.result()
+    _close_run(run, run_id, result, skew_threshold)
     log.info(
         "ingested %d files (%d VE rows), %d quarantined, %d already loaded",
         result.files, result.ve_rows, result.quarantined, result.already,
@@ -154,99 +177,361 @@ def ingest(
     return result
 
 
-def _ledger(engine: Engine, chunk: Sequence[SpoolFile]) -> dict[tuple[str, str], str]:
-    """(node, name) -> status of the chunk's files already in the ledger."""
-    cols = (spool_files.c.node, spool_files.c.name, spool_files.c.status)
-    wanted = {(f.node, f.name) for f in chunk}
-    out: dict[tuple[str, str], str] = {}
-    with engine.connect() as conn:
-        for first in range(0, len(chunk), 1000):  # stay far below bind-parameter limits
-            part = chunk[first : first + 1000]
-            # Two IN lists let both databases seek the (node, name) unique index.
-            query = sa.select(*cols).where(
-                spool_files.c.node.in_({f.node for f in part}),
-                spool_files.c.name.in_([f.name for f in part]),
+def _workers(jobs: int | None, files: int) -> int:
+    if jobs is not None:
+        return jobs
+    return min(2, os.cpu_count() or 1) if files >= POOL_MIN_FILES else 0
+
+
+Parser = Callable[[list[tuple[SpoolFile, ...]]], Iterator[Parsed]]
+
+
+@contextmanager
+def _parser(workers: int, csv: bool) -> Iterator[Parser]:
+    """Parse chunks in order: in this process, or ``workers`` processes a few chunks
+    ahead of the writer (spawned: the parent may hold threads and database sockets)."""
+
+    def args(chunk: tuple[SpoolFile, ...]) -> list[tuple[str, str]]:
+        return [(f.node, str(f.path)) for f in chunk]
+
+    if workers < 2:
+        yield lambda chunks: (parse_files(args(c), csv) for c in chunks)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+
+        def ahead(chunks: list[tuple[SpoolFile, ...]]) -> Iterator[Parsed]:
+            queue: list[Future[Parsed]] = []
+            for chunk in chunks:
+                queue.append(pool.submit(parse_files, args(chunk), csv))
+                if len(queue) > workers:
+                    yield queue.pop(0).result()
+            for f in queue:
+                yield f.result()
+
+        yield ahead
+
+
+@contextmanager
+def _mover() -> Iterator[Callable[..., Future[None]]]:
+    """Moves run in one thread, beside the next batch (renames wait on I/O, not CPU)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="lbvm-move") as pool:
+        yield pool.submit
+
+
+def _settled(f: Future[None]) -> bool:
+    if f.done():
+        f.result()  # raise what a move raised
+        return True
+    return False
+
+
+def _open_run(engine: Engine, stamp: float, skipped: Sequence[str]) -> int:
+    """Open this run's row, repairing last_seen after a killed run; log skipped entries."""
+    for why in skipped:
+        log.warning("%s", why)
+    try:
+        with engine.connect() as conn, conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+            stale = conn.execute(
+                sa.select(ingest_runs.c.id).where(ingest_runs.c.status == "running")
+            ).scalars().all()
+            if stale:
+                conn.exec_driver_sql(_REPAIR_VES)
+                conn.exec_driver_sql(_REPAIR_NODES)
+                conn.execute(
+                    sa.update(ingest_runs)
+                    .where(ingest_runs.c.id.in_(stale))
+                    .values(status="interrupted", finished_at=stamp,
+                            message="the run stopped early; last_seen rebuilt from samples")
+                )  # fmt: skip
+                log.warning("%d ingest run(s) stopped early: last_seen rebuilt", len(stale))
+            if skipped:
+                record_events(conn, [Event("warning", "spool", None, w, stamp) for w in skipped])
+            row = conn.execute(
+                sa.insert(ingest_runs)
+                .values(started_at=stamp, status="running")
+                .returning(ingest_runs.c.id)
             )
-            for r in conn.execute(query):
-                if (r.node, r.name) in wanted:
-                    out[(r.node, r.name)] = r.status
-    return out
+            return int(row.scalar_one())
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"cannot start the ingest: {_one_line(error)}") from None
 
 
-def _read(todo: Sequence[SpoolFile]) -> _Batch:
-    loaded: list[SpoolFile] = []
-    bad: list[tuple[SpoolFile, str]] = []
-    docs: list[dict[str, Any]] = []
-    for f in todo:
-        try:
-            docs.append(spoolread.read(f))
-            loaded.append(f)
-        except FileNotFoundError:
-            log.info("%s vanished before it was read (another ingest?)", f.path)
-        except LbvmError as error:
-            bad.append((f, str(error)))
-        except OSError as error:
-            bad.append((f, f"{f.path}: cannot read ({error.strerror or error})"))
-    return _Batch(loaded, bad, docs)
+def _close_run(run: _Run, run_id: int, result: IngestResult, threshold: float) -> None:
+    """last_seen of every VE and node met, clock skew and its warnings, the run's row."""
+    stamp = run.stamp()
+    try:
+        with run.engine.connect() as c, c.execution_options(sqlite_begin="IMMEDIATE").begin():
+            _upsert_ves(c, _met(run.ves, run.touched_ves))
+            _write_nodes(c, _met(run.nodes, run.touched_nodes)[["ts"]])
+            warnings = skew.store(c, run.clock, stamp, threshold)
+            c.execute(
+                sa.update(ingest_runs)
+                .where(ingest_runs.c.id == run_id)
+                .values(finished_at=stamp, status="done", files=result.files,
+                        ve_rows=result.ve_rows)
+            )  # fmt: skip
+    except exc.SQLAlchemyError as error:
+        raise StoreError(f"cannot finish the ingest: {_one_line(error)}") from None
+    for node, seconds in warnings:
+        log.warning("node %s: clock %+.0f s off the spool's", node, seconds)
 
 
 def _ingest_batch(
-    engine: Engine, spool: Path, chunk: Sequence[SpoolFile], now: float | None, made: set[Path]
-) -> IngestResult:
+    run: _Run, chunk: Sequence[SpoolFile], parsed: Parsed
+) -> tuple[list[SpoolFile], list[SpoolFile], IngestResult]:
+    """Write one batch; return the files to move to done/ and quarantine/, and counts."""
+    stamp = run.stamp()
+    dbapi_error: Any = getattr(run.engine.dialect.dbapi, "Error", exc.SQLAlchemyError)
     try:
-        ledger = _ledger(engine, chunk)
-    except exc.SQLAlchemyError as error:
-        raise StoreError(f"cannot read the spool ledger: {_one_line(error)}") from None
-    already = [f for f in chunk if (f.node, f.name) in ledger]
-    batch = _read([f for f in chunk if (f.node, f.name) not in ledger])
-    ves, rejected = spoolread.ve_frame(batch.docs, list(range(len(batch.docs))))
-    keep = [i for i in range(len(batch.docs)) if i not in rejected]
-    loaded = [batch.loaded[i] for i in keep]
-    bad = batch.bad + [(batch.loaded[i], why) for i, why in rejected.items()]
-    nodes = spoolread.node_frame([batch.docs[i] for i in keep])
-    stamp = time.time() if now is None else now
-    ledger_rows = pd.DataFrame(
-        {
-            "node": [f.node for f in loaded] + [f.node for f, _ in bad],
-            "name": [f.name for f in loaded] + [f.name for f, _ in bad],
-            "sample_time": [float(batch.docs[i]["time"]) for i in keep] + [None] * len(bad),
-            "ingested_at": stamp,
-            "rows": [len(batch.docs[i]["rows"]) for i in keep] + [0] * len(bad),
-            "status": ["ingested"] * len(loaded) + ["quarantined"] * len(bad),
-            "reason": [None] * len(loaded) + [why for _, why in bad],
-        }
-    )
-    quarantine_events = [
-        Event("error", "quarantine", f"{f.node}/{f.name}", why, stamp) for f, why in bad
-    ]
-    dbapi_error: Any = getattr(engine.dialect.dbapi, "Error", exc.SQLAlchemyError)
-    try:
-        with engine.connect() as conn:
+        with run.engine.connect() as conn:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                ve_rows, ve_dups = _store_ves(conn, ves)
-                node_rows, node_dups = _store_nodes(conn, nodes)
-                bulk.insert_frame(conn, spool_files, ledger_rows)
-                record_events(conn, quarantine_events)
+                ledger = _ledger(conn, chunk)
+                batch = _Batch(chunk, parsed, ledger)
+                ves = prepare(conn, VE_KIND, batch.ve_frame(), run.ves)
+                nodes = prepare(conn, NODE_KIND, batch.node_frame(), run.nodes)
+                _insert_ves(conn, ves, parsed)
+                bulk.insert_frame(conn, node_samples, nodes.rows[list(NODE_INSERT)])
+                _upsert_ves(conn, _moved_or_new(ves, run.ves), first=ves.rows)
+                _upsert_ves(conn, _newest(ves, "ve"), first=ves.rows)
+                _new_nodes(conn, nodes, run)
+                _write_nodes(conn, _newest(nodes, "node")[["ts"]])
+                bulk.insert_frame(conn, spool_files, batch.ledger_rows(stamp))
+                record_events(conn, batch.events(stamp))
+                ingest_ha(conn, batch.ha_docs())
     except (exc.SQLAlchemyError, dbapi_error) as error:
         raise StoreError(
             f"ingest of a batch of {len(chunk)} files (first {chunk[0].path}) failed, "
             f"nothing of that batch was written: {_one_line(error)}"
         ) from None
-    for _, why in bad:
+    run.ves.update(ves.newest, ves.general)
+    run.nodes.update(nodes.newest, nodes.general)
+    run.touched_ves.update(ves.newest.index)
+    run.touched_nodes.update(nodes.newest.index)
+    run.clock.add(batch.skews())
+    for why in batch.bad_reasons():
         log.error("quarantined %s", why)
-    done = [*loaded, *(f for f in already if ledger[(f.node, f.name)] == "ingested")]
-    _move(done, spool / "done", made)
-    bad_files = [f for f, _ in bad] + [f for f in already if ledger[(f.node, f.name)] != "ingested"]
-    _move(bad_files, spool / "quarantine", made)
-    return IngestResult(
-        files=len(loaded),
-        ve_rows=ve_rows,
-        node_rows=node_rows,
-        quarantined=len(bad),
-        already=len(already),
-        duplicates=ve_dups + node_dups,
+    return batch.done(), batch.quarantine(), IngestResult(
+        files=batch.loaded_count,
+        ve_rows=len(ves.rows),
+        node_rows=len(nodes.rows),
+        quarantined=len(batch.bad),
+        already=len(batch.already),
+        duplicates=ves.duplicates + nodes.duplicates,
     )
+
+
+class _Batch:
+    """One chunk's parse result set against the ledger: what to load, what to set aside."""
+
+    def __init__(self, chunk: Sequence[SpoolFile], p: Parsed, ledger: dict[int, str]) -> None:
+        self.chunk, self.p, self.ledger = chunk, p, ledger
+        self.already = sorted(ledger)
+        self.keep = np.array([i not in ledger for i in p.ok.tolist()], dtype=bool)
+        self.row_keep = np.repeat(self.keep, p.counts)
+        self.loaded = [int(i) for i in p.ok[self.keep]]
+        self.loaded_count = len(self.loaded)
+        self.bad = [(i, why) for i, why in p.bad if i not in ledger]
+        for i in p.vanished:
+            log.info("%s vanished before it was read (another ingest?)", chunk[i].path)
+
+    def ve_frame(self) -> pd.DataFrame:
+        p, keep = self.p, self.row_keep
+        node = np.repeat(np.array(p.node, dtype=object), p.counts)
+        data: dict[str, Any] = {
+            "ve": np.array(p.ve, dtype=object)[keep],
+            "node": node[keep],
+            "ts": np.repeat(p.time, p.counts)[keep],
+            "cpu_hz": np.repeat(p.cpu_hz, p.counts)[keep],
+            "uptime": pd.arrays.FloatingArray(p.uptime.values[keep], ~p.uptime.known[keep]),
+            "row": np.flatnonzero(keep),  # position in p.lines
+        }
+        for k in INT_COLUMNS:
+            col = p.ints[k]
+            data[k] = pd.arrays.IntegerArray(col.values[keep], ~col.known[keep])
+        return pd.DataFrame(data)
+
+    def node_frame(self) -> pd.DataFrame:
+        p, keep = self.p, self.keep
+        data: dict[str, Any] = {
+            "node": np.array(p.node, dtype=object)[keep],
+            "ts": p.time[keep],
+            "jiffies_hz": p.jiffies_hz[keep],
+        }
+        for k, col in p.totals.items():
+            values, known = col.values[keep], col.known[keep]
+            data[k] = values if k in NODE_FLOAT else pd.arrays.IntegerArray(values, ~known)
+        return pd.DataFrame(data)
+
+    def ledger_rows(self, stamp: float) -> pd.DataFrame:
+        p, keep = self.p, self.keep
+        names = [self.chunk[i] for i in self.loaded] + [self.chunk[i] for i, _ in self.bad]
+        return pd.DataFrame(
+            {
+                "node": [f.node for f in names],
+                "name": [f.name for f in names],
+                "sample_time": [*p.time[keep].tolist(), *([None] * len(self.bad))],
+                "ingested_at": stamp,
+                "rows": [*p.counts[keep].tolist(), *([0] * len(self.bad))],
+                "status": ["ingested"] * self.loaded_count + ["quarantined"] * len(self.bad),
+                "reason": [None] * self.loaded_count + [why for _, why in self.bad],
+            }
+        )
+
+    def events(self, stamp: float) -> list[Event]:
+        return [
+            Event("error", "quarantine", f"{self.chunk[i].node}/{self.chunk[i].name}", why, stamp)
+            for i, why in self.bad
+        ]
+
+    def bad_reasons(self) -> list[str]:
+        return [why for _, why in self.bad]
+
+    def ha_docs(self) -> list[dict[str, Any]]:
+        loaded = set(self.loaded)
+        return [doc for i, doc in self.p.ha if i in loaded]
+
+    def skews(self) -> tuple[list[str], np.ndarray]:
+        p, keep = self.p, self.keep
+        clock = np.where(np.isnan(p.written), p.time, p.written)
+        return [n for n, k in zip(p.node, keep.tolist(), strict=True) if k], (clock - p.mtime)[keep]
+
+    def done(self) -> list[SpoolFile]:
+        ok = [i for i in self.already if self.ledger[i] == "ingested"]
+        return [self.chunk[i] for i in (*self.loaded, *ok)]
+
+    def quarantine(self) -> list[SpoolFile]:
+        old = [i for i in self.already if self.ledger[i] != "ingested"]
+        return [self.chunk[i] for i in (*(i for i, _ in self.bad), *old)]
+
+
+def _ledger(conn: Connection, chunk: Sequence[SpoolFile]) -> dict[int, str]:
+    """Position in ``chunk`` -> ledger status, for the chunk's files already loaded."""
+    cols = (spool_files.c.node, spool_files.c.name, spool_files.c.status)
+    where = {(f.node, f.name): i for i, f in enumerate(chunk)}
+    out: dict[int, str] = {}
+    for first in range(0, len(chunk), 1000):  # stay far below bind-parameter limits
+        part = chunk[first : first + 1000]
+        # Two IN lists let both databases seek the (node, name) unique index.
+        query = sa.select(*cols).where(
+            spool_files.c.node.in_({f.node for f in part}),
+            spool_files.c.name.in_([f.name for f in part]),
+        )
+        for r in conn.execute(query):
+            i = where.get((r.node, r.name))
+            if i is not None:
+                out[i] = r.status
+    return out
+
+
+def _insert_ves(conn: Connection, stored: Stored, parsed: Parsed) -> None:
+    """COPY from the worker's CSV lines plus cpu_used (PostgreSQL), else a bulk insert."""
+    rows = stored.rows
+    if parsed.lines is None or rows.empty:
+        bulk.insert_frame(conn, ve_samples, rows[list(VE_INSERT)])
+        return
+    cpu = rows["cpu_used"].to_numpy(dtype=np.float64)
+    cpu_text = ["" if v != v else repr(v) for v in cpu.tolist()]
+    lines = parsed.lines
+    text = "\n".join(map(str.__add__, (lines[i] for i in rows["row"].tolist()), cpu_text))
+    bulk.copy_text(conn, ve_samples, COPY_COLUMNS, text + "\n")
+
+
+def _moved_or_new(stored: Stored, latest: Latest) -> pd.DataFrame:
+    """Newest rows of the VEs that are new to the store or changed node in this batch."""
+    newest = stored.newest
+    if newest.empty:
+        return newest
+    before = latest.frame.reindex(newest.index)
+    changed = before["ts"].isna() | (before["node"] != newest["node"])
+    return newest.loc[changed.to_numpy()]
+
+
+def _upsert_ves(conn: Connection, newest: pd.DataFrame, first: pd.DataFrame | None = None) -> None:
+    """Upsert ``newest`` (indexed by ve: node, ts) into ves; first_seen from ``first``."""
+    if newest.empty:
+        return
+    frame = pd.DataFrame(
+        {
+            "ve": newest.index.to_numpy(),
+            "node": newest["node"].to_numpy(),
+            "last_seen": newest["ts"].to_numpy(),
+        }
+    )
+    if first is not None:
+        seen = first.loc[first["ve"].isin(newest.index)].groupby("ve")["ts"].min()
+        frame["first_seen"] = seen.reindex(newest.index).to_numpy()
+    else:
+        frame["first_seen"] = frame["last_seen"]
+    tmp = bulk.temp_table(
+        conn,
+        "lbvm_tmp_ves",
+        sa.Column("ve", sa.String(255), primary_key=True),
+        sa.Column("node", sa.String(253)),
+        sa.Column("first_seen", sa.Float),
+        sa.Column("last_seen", sa.Float),
+    )
+    bulk.insert_frame(conn, tmp, frame)
+    conn.exec_driver_sql(_UPSERT_VES.format(tmp=tmp.name))
+    tmp.drop(conn)
+
+
+def _node_summary(nodes: Stored) -> pd.DataFrame:
+    ordered = nodes.rows.sort_values("ts", kind="stable")
+    return ordered.groupby("node", sort=False).agg(
+        last_seen=("ts", "max"),
+        cpus=("cpus", "last"),
+        mem_bytes=("mem_total_bytes", "last"),
+        disk_bytes=("disk_total_bytes", "last"),
+    )
+
+
+def _new_nodes(conn: Connection, nodes: Stored, run: _Run) -> None:
+    """Insert nodes the store has never had a sample of (capacity from their report)."""
+    if nodes.rows.empty:
+        return
+    summary = _node_summary(nodes)
+    before = run.nodes.frame.reindex(summary.index)
+    new = summary.loc[before["ts"].isna().to_numpy()]
+    if len(new):
+        _write_nodes(conn, new)
+
+
+def _met(latest: Latest, names: set[str]) -> pd.DataFrame:
+    """The newest stored sample of the series in ``names`` still known to ``latest``."""
+    return latest.frame.loc[sorted(names & set(latest.frame.index))]
+
+
+def _newest(stored: Stored, key: str) -> pd.DataFrame:
+    """Newest inserted row of each series that took the general path (late rows): they
+    leave the run's cache, so their last_seen is written at once."""
+    rows = stored.rows.loc[stored.rows[key].isin(stored.general)]
+    if rows.empty:
+        return pd.DataFrame(columns=["ts", "node"], index=pd.Index([], dtype=object))
+    return rows.sort_values("ts", kind="stable").groupby(key, sort=False).last()
+
+
+def _write_nodes(conn: Connection, summary: pd.DataFrame) -> None:
+    """Upsert nodes (index: name) with last_seen (or ts) and, where given, capacity."""
+    if summary.empty:
+        return
+    frame = summary.rename(columns={"ts": "last_seen"}).rename_axis("name").reset_index()
+    frame = frame.reindex(columns=["name", "last_seen", "cpus", "mem_bytes", "disk_bytes"])
+    frame["cpus"] = frame["cpus"].astype("float64")
+    for col in ("mem_bytes", "disk_bytes"):
+        frame[col] = pd.array(frame[col].tolist(), dtype="Int64")
+    tmp = bulk.temp_table(
+        conn,
+        "lbvm_tmp_nodes",
+        sa.Column("name", sa.String(253), primary_key=True),
+        sa.Column("last_seen", sa.Float),
+        sa.Column("cpus", sa.Float),
+        sa.Column("mem_bytes", sa.BigInteger),
+        sa.Column("disk_bytes", sa.BigInteger),
+    )
+    bulk.insert_frame(conn, tmp, frame)
+    conn.exec_driver_sql(_UPSERT_NODES.format(tmp=tmp.name))
+    tmp.drop(conn)
 
 
 def _one_line(error: BaseException) -> str:
@@ -267,123 +552,3 @@ def _move(files: Sequence[SpoolFile], where: Path, made: set[Path]) -> None:
             log.info("%s already moved", f.path)
         except OSError as error:  # the ledger has it: the next run moves it again
             log.warning("cannot move %s to %s: %s", f.path, target, error)
-
-
-def _drop_known(
-    conn: Connection, frame: pd.DataFrame, key: str, table: sa.Table, tmp: sa.Table, tkey: str
-) -> tuple[pd.DataFrame, int]:
-    """Drop rows repeating a (key, ts) earlier in the frame or already stored."""
-    repeated = frame.duplicated([key, "ts"], keep="first").to_numpy(copy=True)
-    template = _STORED_PG if conn.dialect.name == "postgresql" else _STORED
-    sql = template.format(key=key, tkey=tkey, table=table.name, tmp=tmp.name)
-    stored = pd.DataFrame(conn.exec_driver_sql(sql).all(), columns=[key, "ts"])
-    if len(stored):
-        index = pd.MultiIndex.from_frame(frame[[key, "ts"]].astype({key: object}))
-        known = pd.MultiIndex.from_frame(stored.astype({key: object}))
-        repeated = repeated | index.isin(known)
-    return frame.loc[~repeated].reset_index(drop=True), int(repeated.sum())
-
-
-def _previous(
-    conn: Connection, key: str, table: sa.Table, tmp: sa.Table, tkey: str, cols: dict[str, str]
-) -> pd.DataFrame:
-    """The stored predecessor of each series in ``tmp``, columns typed as ``cols`` says."""
-    template = _PREVIOUS_PG if conn.dialect.name == "postgresql" else _PREVIOUS
-    sql = template.format(
-        key=key,
-        tkey=tkey,
-        table=table.name,
-        tmp=tmp.name,
-        cols=", ".join(f"s.{c}" for c in cols),
-        pcols=", ".join(f"p.{c}" for c in cols),
-    )
-    rows = conn.exec_driver_sql(sql).all()
-    values = list(zip(*rows, strict=True)) if rows else [()] * (len(cols) + 2)
-    data: dict[str, Any] = {key: list(values[0]), "ts": np.array(values[1], dtype=np.float64)}
-    for (name, dtype), column in zip(cols.items(), values[2:], strict=True):
-        data[name] = pd.Series(list(column), dtype=dtype)
-    return pd.DataFrame(data)
-
-
-def _rates(
-    new: pd.DataFrame,
-    prev: pd.DataFrame,
-    key: str,
-    counter: str,
-    hz: str,
-    monotone: str,
-    same: str | None = None,
-) -> np.ndarray:
-    """cpu_used for the rows of ``new``, with ``prev`` as each series' stored predecessor."""
-    both = pd.concat([new, prev], ignore_index=True) if len(prev) else new
-    rate = counter_rate(
-        both[key].to_numpy(dtype=object),
-        both["ts"].to_numpy(dtype=np.float64),
-        both[counter],
-        both[hz].to_numpy(dtype=np.float64, na_value=np.nan),
-        monotone=(both[monotone],),
-        same=None if same is None else both[same],
-    )
-    return rate[: len(new)]
-
-
-def _store_ves(conn: Connection, frame: pd.DataFrame) -> tuple[int, int]:
-    if frame.empty:
-        return 0, 0
-    ordered = frame.sort_values("ts", kind="stable")
-    summary = ordered.groupby("ve", sort=False).agg(
-        node=("node", "last"), first_seen=("ts", "min"), last_seen=("ts", "max")
-    )
-    tmp = bulk.temp_table(
-        conn,
-        "lbvm_tmp_ves",
-        sa.Column("ve", sa.String(255), primary_key=True),
-        sa.Column("node", sa.String(253)),
-        sa.Column("first_seen", sa.Float),
-        sa.Column("last_seen", sa.Float),
-    )
-    bulk.insert_frame(conn, tmp, summary.reset_index())
-    bulk.analyze(conn, tmp)
-    frame, dups = _drop_known(conn, frame, "ve", ve_samples, tmp, "ve")
-    types = {"cpu_raw": "Int64", "cpu_hz": "Int64", "uptime": "Float64"}
-    prev = _previous(conn, "ve", ve_samples, tmp, "ve", types)
-    rate = _rates(frame, prev, "ve", "cpu_raw", hz="cpu_hz", monotone="uptime", same="cpu_hz")
-    new = frame.assign(cpu_used=rate)
-    count = bulk.insert_frame(conn, ve_samples, new[list(VE_INSERT)])
-    conn.exec_driver_sql(_UPSERT_VES.format(tmp=tmp.name))
-    tmp.drop(conn)
-    return count, dups
-
-
-def _store_nodes(conn: Connection, frame: pd.DataFrame) -> tuple[int, int]:
-    if frame.empty:
-        return 0, 0
-    ordered = frame.sort_values("ts", kind="stable")
-    summary = ordered.groupby("node", sort=False).agg(
-        first_seen=("ts", "min"),
-        last_seen=("ts", "max"),
-        cpus=("cpus", "last"),
-        mem_bytes=("mem_total_bytes", "last"),
-        disk_bytes=("disk_total_bytes", "last"),
-    )
-    tmp = bulk.temp_table(
-        conn,
-        "lbvm_tmp_nodes",
-        sa.Column("name", sa.String(253), primary_key=True),
-        sa.Column("first_seen", sa.Float),
-        sa.Column("last_seen", sa.Float),
-        sa.Column("cpus", sa.Float),
-        sa.Column("mem_bytes", sa.BigInteger),
-        sa.Column("disk_bytes", sa.BigInteger),
-    )
-    bulk.insert_frame(conn, tmp, summary.rename_axis("name").reset_index())
-    frame, dups = _drop_known(conn, frame, "node", node_samples, tmp, "name")
-    prev = _previous(
-        conn, "node", node_samples, tmp, "name", {"cpu_busy_raw": "Int64", "cpu_idle_raw": "Int64"}
-    )
-    rate = _rates(frame, prev, "node", "cpu_busy_raw", hz="jiffies_hz", monotone="cpu_idle_raw")
-    new = frame.assign(cpu_used=rate)
-    count = bulk.insert_frame(conn, node_samples, new[list(NODE_INSERT)])
-    conn.exec_driver_sql(_UPSERT_NODES.format(tmp=tmp.name))
-    tmp.drop(conn)
-    return count, dups
