@@ -121,6 +121,8 @@ class State:
         if not self.all_allowed:
             ok &= self.allowed[vs[:, None], ds[None, :]]
         home = self.home(vs)
+        ok &= self.dst_ok[ds][None, :]
+        ok[~self.src_ok[home] & ~self.moved[vs]] = False
         for i in np.flatnonzero(self.moved[vs]):
             # a VE moves at most once per plan: a moved VE may go elsewhere only by having its
             # move replaced (taken back, then one move from where it started, at the end)

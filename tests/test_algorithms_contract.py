@@ -21,6 +21,11 @@ from lbvm.validate import validate
 ALGORITHMS = sorted(registry.available())
 
 
+def REPORT_ONLY(algorithm: Algorithm) -> bool:  # noqa: N802 - reads as a constant predicate
+    """Algorithms that only report (``threshold``) plan no moves by design."""
+    return algorithm.name == "threshold"
+
+
 def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: float = 0.1,
                    maintenance: int = 0, ruled: float = 0.0, lone: int = 0,
                    max_moves: int | None = None,
@@ -104,7 +109,7 @@ def test_deterministic(algorithm: Algorithm, seed: int) -> None:
 def test_converges(algorithm: Algorithm, seed: int) -> None:
     problem = random_problem(seed, 16, 200)
     plan = algorithm.plan(problem)
-    assert plan.moves, "a skewed cluster should need moves"
+    assert bool(plan.moves) is not REPORT_ONLY(algorithm), "a skewed cluster should need moves"
     again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
     assert again.moves == ()
 
