@@ -234,6 +234,10 @@ def backend_from_config(
     from lbvm import presets  # only needed for preset names
 
     ex = config.executor
+    if ex.backend == "live-switchover":
+        from lbvm.switchover import backend_for
+
+        return backend_for(config, engine)
     if ex.backend == "simulate":
         return Simulate(engine)
     if ex.backend == "command":

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from algorithms.base import Problem, Settings
+from lbvm import hastate
 from lbvm.config import RESOURCES, BalanceConfig, Config
 from lbvm.errors import ConfigError, StaleData
 from lbvm.store import queries
@@ -178,4 +179,6 @@ def build_problem(engine: Engine, config: Config, *, now: float | None = None) -
         raise ConfigError("the config has no [[pairs]]: nothing to balance")
     _check_fresh(engine, nodes, config, now)
     paired = nodes[nodes["pair"].notna()].reset_index(drop=True)
-    return problem_from_frame(_ve_frame(engine, config, start, now), paired, config.balance)
+    problem = problem_from_frame(_ve_frame(engine, config, start, now), paired, config.balance)
+    # Degraded pairs take no new VEs; unhealthy replication forbids a switchover.
+    return hastate.apply(problem, engine, config, now)

@@ -203,6 +203,14 @@ def alerts(problem: Problem) -> list[dict[str, object]]:
         out.append({"event": "hotspot", "node": problem.nodes[n],
                     "resource": problem.resources[r], "utilisation": round(float(util[n, r]), 4),
                     "limit": float(limit[r])})
+    degraded = problem.degraded
+    why = getattr(problem, "ha_node_reasons", None)
+    if degraded is not None:
+        for p in np.unique(problem.pair[np.asarray(degraded, bool)]):
+            idx = np.flatnonzero(problem.pair == p)
+            reasons = sorted({str(why[i]) for i in idx if why is not None and why[i]})
+            out.append({"event": "failover_broken", "nodes": [problem.nodes[i] for i in idx],
+                        "reason": "; ".join(reasons) or "pair degraded"})
     room = headroom(problem)
     for p, r in zip(*np.nonzero(room < 0), strict=True):
         members = [problem.nodes[i] for i in np.flatnonzero(problem.pair == p)]

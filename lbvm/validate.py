@@ -19,6 +19,7 @@ import numpy as np
 from algorithms.base import Plan, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load
 from algorithms.rules import domains, group_ids, preferred
+from lbvm import validate_ha
 from lbvm.errors import PlanRejected
 
 __all__ = ["Review", "check", "headroom", "review", "validate"]
@@ -161,4 +162,5 @@ def review(problem: Problem, plan: Plan) -> Review:
             names = ", ".join(problem.ves[x] for x in members)
             out.append(f"after the plan: affinity group of {names} is spread over "
                        f"{len(np.unique(where[members]))} nodes (they must share one)")
+    out += validate_ha.reasons(problem, plan)
     return Review(tuple(out), tuple(warn))

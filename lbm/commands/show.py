@@ -22,6 +22,7 @@ def ve_doc(state: State, veid: str, window: float) -> dict[str, Any]:
     from lbvm import journal
     from lbvm.store.queries import get_ve, ve_stats
     from lbvm.store.schema import ve_samples
+    from lbvm.switchover import steps_frame
 
     row = get_ve(state.engine, veid)
     end = time.time()
@@ -58,6 +59,7 @@ def ve_doc(state: State, veid: str, window: float) -> dict[str, Any]:
             "failcnt_delta": figures.get("failcnt_delta"),
         },
         "moves": moves[MOVE_COLUMNS].to_dict("records"),
+        "steps": steps_frame(state.engine, ve=veid).to_dict("records"),
     }
 
 
