@@ -19,7 +19,8 @@ AUTOMATION = ("report", "recommend", "automatic")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DURATION_KEYS = frozenset(
     {"window", "timeout", "stale_after", "check_every", "lease_ttl", "misfire_grace",
-     "hook_timeout", "locate_timeout", "pause", "cooldown", "failed_cooldown", "db_retry_max"}
+     "hook_timeout", "locate_timeout", "pause", "cooldown", "failed_cooldown", "db_retry_max",
+     "step_timeout", "command_timeout", "wait_timeout", "poll_every"}
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -123,6 +124,49 @@ class MonitorConfig:
         return int(hour), int(minute)
 
 
+SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """HA-pair state reported by lblog: older than ``stale_after`` (default: the balance
+    section's) counts as unknown."""
+
+    stale_after: float | None = None
+
+
+@dataclass(frozen=True)
+class SwitchoverConfig:
+    """The OpenVZ live switchover inside a pair (checkpoint, move resource, restore).
+
+    manager: whose command moves the cluster resource (pacemaker, rgmanager, heartbeat).
+    drbd_check: how the mirror is checked: drbdadm (DRBD 9), proc (DRBD 8), none.
+    local: nodes that are this host, whose commands run without ssh (empty: this host's
+    short name). fallback: the backend for moves to another pair.
+    """
+
+    dumpdir: str = "/vz/dump"
+    manager: str = "pacemaker"
+    drbd_check: str = "drbdadm"
+    step_timeout: float = 600.0
+    ssh: tuple[str, ...] = SSH
+    local: tuple[str, ...] = ()
+    output_tail: int = 4000
+    fallback: str = "simulate"
+
+
+@dataclass(frozen=True)
+class RollingConfig:
+    """`lbm maintenance rolling`: timeouts of the operator's command and of the wait for the
+    node and its DRBD resources to come back."""
+
+    command_timeout: float = 3600.0
+    wait_timeout: float = 1800.0
+    poll_every: float = 30.0
+    ssh: tuple[str, ...] = SSH
+    local: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None = None
@@ -133,6 +177,9 @@ class Config:
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
+    switchover: SwitchoverConfig = field(default_factory=SwitchoverConfig)
+    rolling: RollingConfig = field(default_factory=RollingConfig)
 
     def pair_of(self) -> dict[str, str]:
         """node name -> pair name."""
@@ -209,7 +256,8 @@ def load(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     where = str(path)
-    top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor"}
+    top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor", "ha",
+           "switchover", "rolling"}
     unknown = set(raw) - top
     if unknown:
         raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
@@ -229,4 +277,7 @@ def load(path: str | Path | None) -> Config:
         balance=section(raw, "balance", BalanceConfig, where),
         executor=section(raw, "executor", ExecutorConfig, where),
         monitor=section(raw, "monitor", MonitorConfig, where),
+        ha=section(raw, "ha", HaConfig, where),
+        switchover=section(raw, "switchover", SwitchoverConfig, where),
+        rolling=section(raw, "rolling", RollingConfig, where),
     )

@@ -56,8 +56,7 @@ class HaSettings:
 
 def settings(config: Config) -> HaSettings:
     """The ``[ha]`` section when the config has one, else defaults from ``[balance]``."""
-    section = getattr(config, "ha", None)
-    stale = getattr(section, "stale_after", None)
+    stale = config.ha.stale_after
     return HaSettings(float(stale if stale is not None else config.balance.stale_after))
 
 

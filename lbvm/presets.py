@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from lbvm.config import SSH
 from lbvm.errors import ExecutorError, ParseError
 from lbvm.ids import check_host, check_ve
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 _MOVE_FIELDS = frozenset({"ve", "veid", "src", "dst", "src_host", "dst_host"})
 _QUERY_FIELDS = frozenset({"ve", "veid", "node", "node_host"})
 

@@ -19,19 +19,17 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from algorithms.base import Move, Plan, Problem
 from lbvm import hastate, journal
-from lbvm.config import Config
+from lbvm.config import Config, RollingConfig
 from lbvm.errors import LbvmError, PlanRejected
 from lbvm.executor import Backend, Command
 from lbvm.ids import check_host
 from lbvm.maintenance import DRAIN, drain_plan, for_drain, return_plan
-from lbvm.presets import SSH
 from lbvm.store.events import record_event
 from lbvm.store.ha import load
 from lbvm.store.queries import set_maintenance
@@ -46,23 +44,13 @@ class RollingError(LbvmError):
     """A rolling upgrade cannot start or cannot go on; the message says where and why."""
 
 
-@dataclass(frozen=True)
-class RollingSettings:
-    command_timeout: float = 3600.0
-    wait_timeout: float = 1800.0
-    poll_every: float = 30.0
-    ssh: tuple[str, ...] = SSH
-    local: tuple[str, ...] = ()
+# The config's [rolling] section, declared once there.
+RollingSettings = RollingConfig
 
 
-def settings_from(config: Config) -> RollingSettings:
-    """The ``[rolling]`` section when the config has one (else the defaults)."""
-    section = getattr(config, "rolling", None)
-    base = RollingSettings()
-    if section is None:
-        return base
-    values = {k: getattr(section, k) for k in base.__dataclass_fields__ if hasattr(section, k)}
-    return RollingSettings(**{**base.__dict__, **values})
+def settings_from(config: Config) -> RollingConfig:
+    """The ``[rolling]`` section (its defaults where the file has none)."""
+    return config.rolling
 
 
 def order(config: Config) -> list[str]:

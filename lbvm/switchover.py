@@ -40,11 +40,10 @@ from lblog.ha.drbd8 import parse_proc_drbd
 from lblog.ha.drbd9 import parse_drbdadm_status
 from lblog.ha.model import DrbdStatus
 from lbvm import journal
-from lbvm.config import Config
+from lbvm.config import Config, SwitchoverConfig
 from lbvm.errors import ExecutorError
 from lbvm.executor import Backend, Command, Outcome, check_move
 from lbvm.ids import check_host
-from lbvm.presets import SSH
 from lbvm.store.events import record_event
 from lbvm.store.schema import ha_ves, move_steps
 
@@ -64,33 +63,14 @@ STEP_COLUMNS = ["move_id", "step", "node", "argv", "exit_code", "output", "start
                 "finished_at"]
 
 
-@dataclass(frozen=True)
-class SwitchoverSettings:
-    """How a live switchover runs; see the module docstring.
-
-    manager: whose command moves the cluster resource (pacemaker, rgmanager, heartbeat).
-    drbd_check: how the mirror is checked: drbdadm (DRBD 9), proc (DRBD 8), none.
-    local: nodes that are this host (their commands run without ssh).
-    """
-
-    dumpdir: str = "/vz/dump"
-    manager: str = "pacemaker"
-    drbd_check: str = "drbdadm"
-    step_timeout: float = 600.0
-    ssh: tuple[str, ...] = SSH
-    local: tuple[str, ...] = ()
-    output_tail: int = 4000
+# How a live switchover runs: the config's [switchover] section, declared once there.
+SwitchoverSettings = SwitchoverConfig
 
 
-def settings_from(config: Config) -> SwitchoverSettings:
-    """The ``[switchover]`` section when the config has one (else the defaults)."""
-    section = getattr(config, "switchover", None)
-    base = SwitchoverSettings(local=(socket.gethostname().split(".")[0],),
-                              output_tail=config.executor.output_tail)
-    if section is None:
-        return base
-    values = {k: getattr(section, k) for k in base.__dataclass_fields__ if hasattr(section, k)}
-    return SwitchoverSettings(**{**base.__dict__, **values})
+def settings_from(config: Config) -> SwitchoverConfig:
+    """The ``[switchover]`` section; an empty ``local`` means this host's short name."""
+    s = config.switchover
+    return s if s.local else replace(s, local=(socket.gethostname().split(".")[0],))
 
 
 @dataclass(frozen=True)
@@ -334,7 +314,7 @@ def backend_for(config: Config, engine: Engine | None = None) -> Backend:
 
     if config.executor.backend != NAME:
         return executor_backend(config, engine)
-    fallback_name = getattr(getattr(config, "switchover", None), "fallback", "simulate")
+    fallback_name = config.switchover.fallback
     fallback = executor_backend(replace(config, executor=replace(config.executor,
                                                                  backend=fallback_name)), engine)
     return backend_from_config(config, engine, fallback=fallback)

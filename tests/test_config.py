@@ -23,6 +23,8 @@ def test_example_config_loads() -> None:
     assert cfg.balance == Config().balance
     assert cfg.executor == Config().executor
     assert cfg.monitor == Config().monitor
+    for name in ("ha", "switchover", "rolling"):
+        assert getattr(cfg, name) == getattr(Config(), name)
 
 
 def test_relative_paths_follow_the_file(tmp_path: Path) -> None:
