@@ -81,9 +81,11 @@ def rebalance(
 ) -> None:
     """Plan, validate and execute moves that even out the cluster.
 
-    Moves VEs with the configured backend ([executor].backend), one at a time, in the plan's
-    order; each move is journalled (`lbm log`). A failed move stops the run and the rest are
-    skipped. Asks before moving anything unless --yes; ingest first for fresh data.
+    Moves VEs with the configured backend ([executor].backend) in the plan's order, one at a
+    time unless [executor].max_parallel allows more where safe; each move is journalled
+    (`lbm log`). A failed move stops the run and the rest are skipped. VEs moved within
+    [executor].cooldown are left alone. Asks before moving anything unless --yes; ingest
+    first for fresh data.
 
     Example: lbm ingest && lbm rebalance --yes
     """
