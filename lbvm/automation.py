@@ -18,7 +18,8 @@ The migration threshold (``[monitor].threshold``, 1-5) says how much a move must
 
 A move is *mandatory* when, at its place in the plan, it evacuates a maintenance node or a
 node the VE's rules forbid, takes load off a node over max_utilisation, moves a VE out of a
-pair that could not fail over, or separates an anti-affinity group sharing a pair. This is
+pair that could not fail over, separates an anti-affinity group sharing a pair, or brings a
+VE to the node of its affinity group when the group is split. This is
 judged from the Problem, not from the algorithm's words, so it holds for every algorithm.
 
 Filtering keeps the plan valid: moves are taken in plan order and each one kept is checked
@@ -129,6 +130,12 @@ class _Sim:
             mates = mates[mates != v]
             if (p.pair[self.where[mates]] == ps).any():
                 return f"separates anti-affinity group {int(anti[v])} sharing a pair"
+        aff = p.affinity
+        if aff is not None and aff[v] >= 0:
+            mates = np.flatnonzero(aff == aff[v])
+            on = self.where[mates]
+            if (on != on[0]).any() and (on[mates != v] == d).any():
+                return f"joins affinity group {int(aff[v])} on {p.nodes[d]}"
         return ""
 
     def apply(self, move: Move) -> None:

@@ -77,6 +77,13 @@ def test_mandatory_moves_are_judged_from_the_problem() -> None:
     assert got[0].gain < 0  # mandatory whatever it does to the score
 
 
+def test_joining_a_split_affinity_group_is_mandatory() -> None:
+    p = problem({"a": 1.0, "b": 1.0, "c": 1.0}, {"a": "n1", "b": "n3", "c": "n4"},
+                affinity=np.array([0, 0, -1]))
+    join, elsewhere = judge(p, plan_of(move("b", "n3", "n1"), move("c", "n4", "n3")))
+    assert join.mandatory == "joins affinity group 0 on n1" and elsewhere.mandatory == ""
+
+
 def test_broken_failover_makes_leaving_the_pair_mandatory() -> None:
     p = problem({"a": 6.0, "b": 6.0}, {"a": "n1", "b": "n2"})
     p = replace(p, settings=replace(p.settings, failover_overcommit=np.array([1.0, 1.0])))
