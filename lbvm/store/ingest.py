@@ -36,7 +36,7 @@ from lbvm.errors import StoreError
 from lbvm.store import bulk, skew, spoolread
 from lbvm.store.events import Event, record_events
 from lbvm.store.ha import ingest_ha
-from lbvm.store.parse import COPY_COLUMNS, INT_COLUMNS, NODE_FLOAT, Parsed, parse_files
+from lbvm.store.parse import INT_COLUMNS, NODE_FLOAT, Parsed, parse_files
 from lbvm.store.schema import ingest_runs, node_samples, spool_files, ve_samples
 from lbvm.store.series import Kind, Latest, Stored, prepare
 from lbvm.store.spoolread import SpoolFile
@@ -156,8 +156,7 @@ def ingest(
     run = _Run(engine, now)
     run_id = _open_run(engine, run.stamp(), found.skipped)
     chunks = [found.files[i : i + batch_files] for i in range(0, len(found.files), batch_files)]
-    csv = bulk.is_psycopg(engine)
-    with _parser(_workers(jobs, len(found.files)), csv) as parse, _mover() as move:
+    with _parser(_workers(jobs, len(found.files))) as parse, _mover() as move:
         pending: list[Future[None]] = []
         for chunk, parsed in zip(chunks, parse(chunks), strict=True):
             done, quarantine, got = _ingest_batch(run, chunk, parsed)
@@ -187,7 +186,7 @@ Parser = Callable[[list[tuple[SpoolFile, ...]]], Iterator[Parsed]]
 
 
 @contextmanager
-def _parser(workers: int, csv: bool) -> Iterator[Parser]:
+def _parser(workers: int) -> Iterator[Parser]:
     """Parse chunks in order: in this process, or ``workers`` processes a few chunks
     ahead of the writer (spawned: the parent may hold threads and database sockets)."""
 
@@ -195,14 +194,14 @@ def _parser(workers: int, csv: bool) -> Iterator[Parser]:
         return [(f.node, str(f.path)) for f in chunk]
 
     if workers < 2:
-        yield lambda chunks: (parse_files(args(c), csv) for c in chunks)
+        yield lambda chunks: (parse_files(args(c)) for c in chunks)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
 
         def ahead(chunks: list[tuple[SpoolFile, ...]]) -> Iterator[Parsed]:
             queue: list[Future[Parsed]] = []
             for chunk in chunks:
-                queue.append(pool.submit(parse_files, args(chunk), csv))
+                queue.append(pool.submit(parse_files, args(chunk)))
                 if len(queue) > workers:
                     yield queue.pop(0).result()
             for f in queue:
@@ -290,7 +289,7 @@ def _ingest_batch(
                 batch = _Batch(chunk, parsed, ledger)
                 ves = prepare(conn, VE_KIND, batch.ve_frame(), run.ves)
                 nodes = prepare(conn, NODE_KIND, batch.node_frame(), run.nodes)
-                _insert_ves(conn, ves, parsed)
+                _insert_ves(conn, ves)
                 bulk.insert_frame(conn, node_samples, nodes.rows[list(NODE_INSERT)])
                 _upsert_ves(conn, _moved_or_new(ves, run.ves), first=ves.rows)
                 _upsert_ves(conn, _newest(ves, "ve"), first=ves.rows)
@@ -344,7 +343,6 @@ class _Batch:
             "ts": np.repeat(p.time, p.counts)[keep],
             "cpu_hz": np.repeat(p.cpu_hz, p.counts)[keep],
             "uptime": pd.arrays.FloatingArray(p.uptime.values[keep], ~p.uptime.known[keep]),
-            "row": np.flatnonzero(keep),  # position in p.lines
         }
         for k in INT_COLUMNS:
             col = p.ints[k]
@@ -407,12 +405,19 @@ class _Batch:
 
 def _ledger(conn: Connection, chunk: Sequence[SpoolFile]) -> dict[int, str]:
     """Position in ``chunk`` -> ledger status, for the chunk's files already loaded."""
-    cols = (spool_files.c.node, spool_files.c.name, spool_files.c.status)
     where = {(f.node, f.name): i for i, f in enumerate(chunk)}
+    if conn.dialect.name == "postgresql":  # two arrays, one index probe per file
+        found = conn.exec_driver_sql(
+            "SELECT s.node, s.name, s.status FROM unnest(%(nodes)s::text[], %(names)s::text[])"
+            " AS t(node, name) JOIN spool_files s ON s.node = t.node AND s.name = t.name",
+            {"nodes": [f.node for f in chunk], "names": [f.name for f in chunk]},
+        ).all()
+        return {where[(r[0], r[1])]: r[2] for r in found}
+    cols = (spool_files.c.node, spool_files.c.name, spool_files.c.status)
     out: dict[int, str] = {}
     for first in range(0, len(chunk), 1000):  # stay far below bind-parameter limits
         part = chunk[first : first + 1000]
-        # Two IN lists let both databases seek the (node, name) unique index.
+        # Two IN lists let SQLite seek the (node, name) unique index.
         query = sa.select(*cols).where(
             spool_files.c.node.in_({f.node for f in part}),
             spool_files.c.name.in_([f.name for f in part]),
@@ -424,17 +429,31 @@ def _ledger(conn: Connection, chunk: Sequence[SpoolFile]) -> dict[int, str]:
     return out
 
 
-def _insert_ves(conn: Connection, stored: Stored, parsed: Parsed) -> None:
-    """COPY from the worker's CSV lines plus cpu_used (PostgreSQL), else a bulk insert."""
+# PostgreSQL type of each ve_samples column, for the binary COPY.
+_VE_TYPES = {
+    "ve": "text", "node": "text", "ts": "float8", "cpu_raw": "int8", "cpu_hz": "int4",
+    "cpu_used": "float8", "uptime": "float8", **{k: "int8" for k in INT_COLUMNS},
+}  # fmt: skip
+
+
+def _insert_ves(conn: Connection, stored: Stored) -> None:
+    """Binary COPY on PostgreSQL (psycopg), else a bulk insert."""
     rows = stored.rows
-    if parsed.lines is None or rows.empty:
+    if not bulk.is_psycopg(conn) or rows.empty:
         bulk.insert_frame(conn, ve_samples, rows[list(VE_INSERT)])
         return
-    cpu = rows["cpu_used"].to_numpy(dtype=np.float64)
-    cpu_text = ["" if v != v else repr(v) for v in cpu.tolist()]
-    lines = parsed.lines
-    text = "\n".join(map(str.__add__, (lines[i] for i in rows["row"].tolist()), cpu_text))
-    bulk.copy_text(conn, ve_samples, COPY_COLUMNS, text + "\n")
+    columns = []
+    for name in VE_INSERT:
+        col, kind = rows[name], _VE_TYPES[name]
+        known = col.notna().to_numpy()
+        if kind == "text":
+            values: object = col.tolist()
+        elif kind == "float8":
+            values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = col.to_numpy(dtype=np.int64, na_value=0)
+        columns.append((name, kind, values, known))
+    bulk.binary_copy(conn, ve_samples, columns)
 
 
 def _moved_or_new(stored: Stored, latest: Latest) -> pd.DataFrame:

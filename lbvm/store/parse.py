@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import math
 import os
-import re
-from dataclasses import dataclass, field, replace
-from itertools import chain, repeat
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -35,9 +34,6 @@ NODE_INT = ("cpus", "cpu_busy_raw", "cpu_idle_raw", "mem_total_bytes", "mem_avai
 NODE_FLOAT = ("load1", "load5", "load15")
 NODE_OPTIONAL = ("disk_total_bytes", "disk_free_bytes")
 _INT64_MAX = 2**63 - 1
-# Column order of the CSV lines for PostgreSQL's COPY; the parent appends cpu_used.
-COPY_COLUMNS = ("node", "ts", "cpu_hz", "ve", "uptime", *INT_COLUMNS, "cpu_used")
-_CSV_SPECIAL = re.compile(r'[,"\r\n]')
 _INTS = {int, type(None)}
 _NUMS = {int, float, type(None)}
 
@@ -71,7 +67,6 @@ class Parsed:
     uptime: Column
     ints: dict[str, Column]
     ha: tuple[tuple[int, dict[str, Any]], ...] = field(default=())  # (position, doc with ha)
-    lines: list[str] | None = None  # per row: CSV of COPY_COLUMNS but cpu_used, with a ","
 
     @property
     def rows(self) -> int:
@@ -185,33 +180,8 @@ def _concat(parts: list[Column]) -> Column:
     )
 
 
-def _csv_text(col: Column, fmt: Any) -> list[str]:
-    """A column as CSV fields: ``fmt`` of each value, "" (NULL) where unknown."""
-    out = list(map(fmt, col.values.tolist()))
-    for i in np.flatnonzero(~col.known).tolist():
-        out[i] = ""
-    return out
-
-
-def _csv_quote(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"' if _CSV_SPECIAL.search(text) else text
-
-
-def csv_lines(p: Parsed) -> list[str]:
-    """Every row of ``p`` as CSV of COPY_COLUMNS without cpu_used (ending in ",")."""
-    heads = [f"{n},{t!r},{h}," for n, t, h in zip(p.node, p.time.tolist(), p.cpu_hz.tolist(),
-                                                  strict=True)]  # fmt: skip
-    per_row = chain.from_iterable(map(repeat, heads, p.counts.tolist()))
-    joined = "".join(p.ve)  # one search for the common case: no name needs quoting
-    ves = list(map(_csv_quote, p.ve)) if _CSV_SPECIAL.search(joined) else p.ve
-    fields = [ves, _csv_text(p.uptime, repr)]
-    fields += [_csv_text(p.ints[k], str) for k in INT_COLUMNS]
-    return list(map("".join, zip(per_row, map(",".join, zip(*fields, strict=True)), repeat(","))))
-
-
-def parse_files(chunk: list[tuple[str, str]], csv: bool = False) -> Parsed:
-    """Parse ``chunk`` of (node, path); see Parsed. Runs in a worker process. ``csv``
-    also formats the rows for PostgreSQL's COPY (in the worker, off the parent's CPU)."""
+def parse_files(chunk: list[tuple[str, str]]) -> Parsed:
+    """Parse ``chunk`` of (node, path); see Parsed. Runs in a worker process."""
     docs: list[dict[str, Any]] = []
     mtimes: list[float] = []
     pos: list[int] = []
@@ -266,7 +236,7 @@ def parse_files(chunk: list[tuple[str, str]], csv: bool = False) -> Parsed:
         totals[key] = int_column([d["totals"].get(key) for d in ok])
     for key in NODE_FLOAT:
         totals[key] = float_column([d["totals"][key] for d in ok])
-    parsed = Parsed(
+    return Parsed(
         ok=np.array([pos[j] for j in keep], dtype=np.int64),
         bad=tuple(sorted(bad)),
         vanished=tuple(vanished),
@@ -287,6 +257,3 @@ def parse_files(chunk: list[tuple[str, str]], csv: bool = False) -> Parsed:
             if "ha" in docs[j]
         ),
     )
-    if not csv:
-        return parsed
-    return replace(parsed, lines=csv_lines(parsed))
