@@ -21,17 +21,27 @@ from lbvm.validate import validate
 ALGORITHMS = sorted(registry.available())
 
 
-def REPORT_ONLY(algorithm: Algorithm) -> bool:  # noqa: N802 - reads as a constant predicate
+def report_only(algorithm: Algorithm) -> bool:
     """Algorithms that only report (``threshold``) plan no moves by design."""
     return algorithm.name == "threshold"
 
 
+def small(algorithm: Algorithm) -> bool:
+    """Exact algorithms declare ``max_cells`` (V × N they accept): they get small clusters."""
+    return getattr(algorithm, "max_cells", None) is not None
+
+
 def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: float = 0.1,
                    maintenance: int = 0, ruled: float = 0.0, lone: int = 0,
-                   max_moves: int | None = None,
-                   max_bytes: float | None = None, per_node: int | None = None) -> Problem:
+                   max_moves: int | None = None, max_bytes: float | None = None,
+                   per_node: int | None = None, groups: bool = False, tiny: bool = False
+                   ) -> Problem:
     """A skewed cluster with optional pins, maintenance nodes, host rules, nodes outside any
-    pair (``lone``: the last ones) and budgets."""
+    pair (``lone``: the last ones), budgets, and ``groups``: affinity and anti-affinity
+    groups and should rules. ``tiny`` caps it at 6 nodes and 18 VEs (for exact solvers)."""
+    if tiny:
+        n_nodes, n_ves = min(n_nodes, 6), min(n_ves, 18)
+        maintenance, lone = min(maintenance, 1), min(lone, 1)
     rng = np.random.default_rng(seed)
     p = synthetic(n_nodes, n_ves, seed, pinned_share=pinned)
     maint = np.zeros(p.n_nodes, dtype=bool)
@@ -44,7 +54,21 @@ def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: fl
                 max_bytes=None if max_bytes is None else int(max_bytes))
     pair = p.pair.copy()
     pair[len(pair) - min(lone, len(pair)):] = -1
-    return replace(p, allowed=allowed, maintenance=maint, settings=s, pair=pair)
+    out = replace(p, allowed=allowed, maintenance=maint, settings=s, pair=pair)
+    if not groups or not p.n_ves:
+        return out
+    # three anti-affinity groups of three, two affinity pairs sharing a node, should rules
+    anti = np.full(p.n_ves, -1)
+    anti[rng.choice(p.n_ves, size=min(9, p.n_ves), replace=False)] = np.arange(
+        min(9, p.n_ves)) % 3
+    affinity = np.full(p.n_ves, -1)
+    for g, node in enumerate(np.unique(p.placement)[:2]):
+        on = np.flatnonzero((p.placement == node) & (anti < 0))[:2]
+        affinity[on] = g
+    pref = np.zeros((p.n_ves, p.n_nodes), dtype=bool)
+    some = rng.random(p.n_ves) < 0.2
+    pref[some] = rng.random((int(some.sum()), p.n_nodes)) < 0.5
+    return replace(out, anti_affinity=anti, affinity=affinity, preferred=pref)
 
 
 def apply(problem: Problem, plan: Plan) -> np.ndarray:
@@ -70,13 +94,15 @@ CASES = {
     "per-node-budget": {"per_node": 2},
     "large": {"n_nodes": 40, "n_ves": 800},
     "nodes-outside-pairs": {"lone": 3},
+    "groups-and-should-rules": {"groups": True},
+    "groups-and-maintenance": {"groups": True, "maintenance": 2, "pinned": 0.2},
 }
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("case", list(CASES))
 def test_plan_keeps_the_contract(algorithm: Algorithm, case: str, seed: int) -> None:
-    problem = random_problem(seed, **CASES[case])  # type: ignore[arg-type]
+    problem = random_problem(seed, **CASES[case], tiny=small(algorithm))  # type: ignore[arg-type]
     plan = algorithm.plan(problem)
     assert isinstance(plan, Plan)
     assert plan.algorithm == algorithm.name
@@ -101,22 +127,23 @@ def test_plan_keeps_the_contract(algorithm: Algorithm, case: str, seed: int) -> 
 
 @pytest.mark.parametrize("seed", [4, 5])
 def test_deterministic(algorithm: Algorithm, seed: int) -> None:
-    problem = random_problem(seed, pinned=0.2, maintenance=1, ruled=0.2)
+    problem = random_problem(seed, pinned=0.2, maintenance=1, ruled=0.2, groups=True,
+                             tiny=small(algorithm))
     assert algorithm.plan(problem) == algorithm.plan(problem)
 
 
 @pytest.mark.parametrize("seed", [6, 7, 8])
 def test_converges(algorithm: Algorithm, seed: int) -> None:
-    problem = random_problem(seed, 16, 200)
+    problem = random_problem(seed, 16, 200, tiny=small(algorithm))
     plan = algorithm.plan(problem)
-    assert bool(plan.moves) is not REPORT_ONLY(algorithm), "a skewed cluster should need moves"
+    assert bool(plan.moves) is not report_only(algorithm), "a skewed cluster should need moves"
     again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
     assert again.moves == ()
 
 
 @pytest.mark.parametrize("seed", [9, 10])
 def test_no_ve_moves_back_and_forth(algorithm: Algorithm, seed: int) -> None:
-    problem = random_problem(seed, 20, 300, maintenance=1)
+    problem = random_problem(seed, 20, 300, maintenance=1, tiny=small(algorithm))
     path: dict[str, list[str]] = {}
     for m in algorithm.plan(problem).moves:
         path.setdefault(m.ve, [m.src]).append(m.dst)
@@ -147,17 +174,23 @@ def test_empty_cluster(algorithm: Algorithm) -> None:
     ruled=st.sampled_from([0.0, 0.5]),
     lone=st.integers(0, 3),
     max_moves=st.sampled_from([None, 3]),
+    groups=st.booleans(),
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_property_plans_validate_and_converge(seed: int, n_nodes: int, n_ves: int,
                                               pinned: float, maintenance: int, ruled: float,
-                                              lone: int, max_moves: int | None) -> None:
+                                              lone: int, max_moves: int | None,
+                                              groups: bool) -> None:
     for name in ALGORITHMS:
         algorithm = registry.load(name)
         problem = random_problem(seed, n_nodes, n_ves, pinned=pinned, maintenance=maintenance,
-                                 ruled=ruled, lone=lone, max_moves=max_moves)
+                                 ruled=ruled, lone=lone, max_moves=max_moves, groups=groups,
+                                 tiny=small(algorithm))
         plan = algorithm.plan(problem)
-        assert validate(problem, plan) == []
+        assert validate(problem, plan) == [], name
+        after = apply(problem, plan)
+        np.testing.assert_allclose(problem.load(after).sum(0), problem.load().sum(0))
+        assert algorithm.plan(problem) == plan, f"{name} is not deterministic"
         if max_moves is None:
             again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
             assert again.moves == ()
