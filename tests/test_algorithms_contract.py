@@ -114,6 +114,7 @@ def test_plan_keeps_the_contract(algorithm: Algorithm, case: str, seed: int) -> 
     moved = {m.ve for m in plan.moves}
     pinned = {v for v, ok in zip(problem.ves, problem.movable, strict=True) if not ok}
     assert not moved & pinned
+    assert problem.maintenance is not None
     maint = {n for n, m in zip(problem.nodes, problem.maintenance, strict=True) if m}
     assert not {m.dst for m in plan.moves} & maint
     s = problem.settings
