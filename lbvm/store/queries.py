@@ -18,7 +18,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from lbvm.config import Config
 from lbvm.errors import NotFound, StoreError
-from lbvm.store.schema import nodes, ve_samples, ves
+from lbvm.store import rollup, skew
+from lbvm.store.retention import RAW_FROM, WATERMARK, marks
+from lbvm.store.schema import nodes, ve_rollups, ve_samples, ves
 
 VE_COLUMNS = [
     "ve", "node", "pair", "balanced", "pinned", "cpu", "cpu_p95", "mem_bytes", "mem_p95",
@@ -26,8 +28,9 @@ VE_COLUMNS = [
 ]  # fmt: skip
 NODE_COLUMNS = [
     "node", "pair", "cpus", "mem_bytes", "ves", "cpu_used", "mem_used", "cpu_util", "mem_util",
-    "maintenance", "last_seen",
+    "maintenance", "last_seen", "clock_skew",
 ]  # fmt: skip
+LONG_WINDOW = 7 * 86400.0  # longer windows are read from the hourly rollups
 SPLIT_MIN_VES = 5000  # below this, one query is as fast as several
 MAX_PARALLEL = 4
 STATISTICS = {"p95": 0.95, "p99": 0.99, "p50": 0.5, "median": 0.5}
@@ -62,9 +65,47 @@ def _failcnt_growth(frame: pd.DataFrame) -> pd.Series:
     return growth.where(by_ve.count() > 0)
 
 
+def _rolled_up(engine: Engine, start: float, end: float) -> float | None:
+    """The rollup watermark when the window (start, end] is read from the hourly rollups:
+    longer than LONG_WINDOW, or reaching before the raw samples kept. Else None."""
+    with engine.connect() as conn:
+        known = marks(conn)
+    if WATERMARK not in known:
+        return None
+    if end - start > LONG_WINDOW or start < known.get(RAW_FROM, -np.inf):
+        return known[WATERMARK]
+    return None
+
+
+def _hours(engine: Engine, start: float, end: float, watermark: float) -> pd.DataFrame:
+    """Hourly rows covering (start, end]: stored rollups before the watermark, the raw
+    samples after it rolled up on the fly. Hours cut by ``start`` count whole."""
+    first = float(rollup.hour_of(np.array([start]))[0])
+    query = sa.select(*[ve_rollups.c[c] for c in rollup.VE_ROLLUP]).where(
+        ve_rollups.c.hour >= first, ve_rollups.c.hour < min(watermark, end)
+    )
+    with engine.connect() as conn:
+        stored = pd.DataFrame(conn.execute(query).all(), columns=rollup.VE_ROLLUP)
+    tail = pd.DataFrame(columns=rollup.VE_ROLLUP)
+    if watermark < end:
+        raw = _window_samples(engine, max(watermark, start) - 1e-9, end, rollup.VE_RAW)
+        tail = rollup.ve_hours(raw)
+    parts = [p for p in (stored, tail) if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=rollup.VE_ROLLUP)
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    numeric = [c for c in rollup.VE_ROLLUP if c not in ("ve", "node")]
+    return frame.astype({c: "float64" for c in numeric})
+
+
 def ve_stats(engine: Engine, *, start: float, end: float) -> pd.DataFrame:
     """Per VE seen in (start, end]: cpu (mean), cpu_p95, mem_bytes and disk_bytes (latest),
-    mem_p95, failcnt_delta. Index: ve."""
+    mem_p95, failcnt_delta. Index: ve. Long windows come from the hourly rollups."""
+    watermark = _rolled_up(engine, start, end)
+    if watermark is not None:
+        hours = _hours(engine, start, end, watermark)
+        if len(hours):
+            return rollup.window_stats(hours)
     cols = ["ve", "ts", "cpu_used", "mem_bytes", "disk_bytes", "failcnt"]
     frame = _window_samples(engine, start, end, cols)
     if frame.empty:
@@ -164,6 +205,8 @@ def node_table(
         ves=("ve", "size"), cpu_used=("cpu_p95", "sum"), mem_used=("mem_p95", "sum")
     )
     table = table.join(per_node, on="node")
+    with engine.connect() as conn:
+        table = table.join(skew.table(conn), on="node")
     table["ves"] = table["ves"].fillna(0).astype(int)
     table["cpu_used"] = table["cpu_used"].fillna(0.0)
     table["mem_used"] = table["mem_used"].fillna(0.0)
@@ -189,8 +232,14 @@ def window_demand(
     engine: Engine, *, start: float, end: float, statistic: str = "p95"
 ) -> pd.DataFrame:
     """The ``statistic`` (pNN, mean or max) of cpu_used (cores) and mem_bytes per VE over
-    samples with start < ts <= end. Index ve (sorted), columns cpu, mem (float)."""
+    samples with start < ts <= end. Index ve (sorted), columns cpu, mem (float). Long
+    windows come from the hourly rollups (see lbvm.store.rollup for how)."""
     q = _quantile(statistic)
+    watermark = _rolled_up(engine, start, end)
+    if watermark is not None:
+        hours = _hours(engine, start, end, watermark)
+        if len(hours):
+            return rollup.window_demand(hours, statistic, q)
     if engine.dialect.name == "postgresql":
         return _window_demand_sql(engine, start, end, statistic, q)
     frame = _window_samples(engine, start, end, ["ve", "cpu_used", "mem_bytes"])
