@@ -6,7 +6,10 @@ the interval). A VE starts on the node of its first sample. The cluster is the c
 pairs with the capacities ``lbm nodes`` shows; with no pairs in the config (a bare spool),
 nodes are paired in name order. Nodes draw power from the scenario's first host type.
 A spool folder is copied to a temporary folder and ingested there: the original is never
-changed.
+changed. Its history is every file in ``incoming/`` and ``done/`` (``lbm ingest`` moves
+loaded files to ``done/``); files already in ``quarantine/`` are left out. A file that
+ingest would quarantine now, or an entry it would skip, stops the replay with its name:
+nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ from sqlalchemy import Engine
 
 from lbvm.config import Config, PairConfig
 from lbvm.config import load as load_config
-from lbvm.errors import ConfigError, StaleData
+from lbvm.errors import ConfigError, ParseError, StaleData
 from lbvm.sim.scenario import Cluster, SimScenario
 from lbvm.sim.traces import Trace
 from lbvm.store import queries
 from lbvm.store.engine import connect
 from lbvm.store.ingest import ingest
-from lbvm.store.schema import ve_samples
+from lbvm.store.schema import spool_files, ve_samples
 
 
 def read_lbvm(
@@ -42,21 +45,49 @@ def read_lbvm(
         cfg = replace(config or Config(), database=text)
         return _from_url(cfg, scenario, interval)
     path = Path(source)
-    if (path / "incoming").is_dir():
-        with tempfile.TemporaryDirectory(prefix="lbvm-sim-spool-") as tmp:
-            spool = Path(tmp) / "spool"
-            shutil.copytree(path, spool, symlinks=True)
-            cfg = replace(config or Config(), database=f"sqlite:///{Path(tmp) / 'trace.db'}")
-            engine = connect(cfg.database)
-            try:
-                ingest(engine, spool)
-                return from_store(engine, cfg, scenario, interval)
-            finally:
-                engine.dispose()
+    if (path / "incoming").is_dir() or (path / "done").is_dir():
+        return _from_spool(path, scenario, interval, config)
     if path.is_file() or (path / "lbvm.toml").is_file():
         return _from_url(load_config(path), scenario, interval)
     raise ConfigError(f"{source}: not a config file, database URL or spool folder "
                       "(a folder with incoming/)")
+
+
+def _from_spool(
+    path: Path, scenario: SimScenario, interval: float, config: Config | None
+) -> tuple[Trace, Cluster]:
+    """Ingest a copy of the spool's incoming/ and done/ files into a scratch store."""
+    with tempfile.TemporaryDirectory(prefix="lbvm-sim-spool-") as tmp:
+        spool = Path(tmp) / "spool"
+        (spool / "incoming").mkdir(parents=True)
+        for part in ("done", "incoming"):
+            if (path / part).is_dir():
+                shutil.copytree(path / part, spool / "incoming", symlinks=True,
+                                dirs_exist_ok=True)
+        cfg = replace(config or Config(), database=f"sqlite:///{Path(tmp) / 'trace.db'}")
+        engine = connect(cfg.database)
+        try:
+            result = ingest(engine, spool)
+            if result.quarantined or result.skipped:
+                _refuse(engine, path, result.skipped)
+            return from_store(engine, cfg, scenario, interval)
+        finally:
+            engine.dispose()
+
+
+def _refuse(engine: Engine, path: Path, skipped: int) -> None:
+    """Raise ParseError for the first file ingest quarantined (or the count it skipped)."""
+    query = (sa.select(spool_files.c.node, spool_files.c.name, spool_files.c.reason)
+             .where(spool_files.c.status == "quarantined")
+             .order_by(spool_files.c.node, spool_files.c.name).limit(1))
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+    if row is not None:
+        where = [path / part / row.node / row.name for part in ("incoming", "done")]
+        shown = next((p for p in where if p.exists()), where[0])
+        raise ParseError(str(shown), None, f"cannot be replayed: {row.reason}")
+    raise ParseError(str(path), None, f"{skipped} entry(ies) are symlinks or folders with "
+                     "invalid node names: a replay reads real files only")
 
 
 def _from_url(config: Config, scenario: SimScenario, interval: float) -> tuple[Trace, Cluster]:
