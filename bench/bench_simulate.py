@@ -4,8 +4,8 @@ The cluster is the CloudSim setup (800 ML110 G4/G5 hosts as 400 HA pairs, see
 tests/scenarios/cloudsim/planetlab-800.toml). Prints the read time, the wall and CPU time of
 each replay, and its metrics. Target: <= 20 s per replay for ``balance``.
 
-    .venv/bin/python bench/bench_simulate.py [--trace DIR] [--algorithm balance ...]
-        [--ves N] [--steps N] [--nightly]
+    .venv/bin/python bench/bench_simulate.py [--trace DIR] [--scenario FILE]
+        [--algorithm balance ...] [--ves N] [--steps N] [--nightly]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ SCENARIO = REPO / "tests" / "scenarios" / "cloudsim" / "planetlab-800.toml"
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trace", type=Path, default=DAY)
+    ap.add_argument("--scenario", type=Path, default=SCENARIO)
     ap.add_argument("--algorithm", action="append", default=None)
     ap.add_argument("--ves", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
@@ -34,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     if not args.trace.is_dir():
         raise SystemExit(f"{args.trace}: no such trace folder")
-    scenario = sc.load(SCENARIO)
+    scenario = sc.load(args.scenario)
     wall = time.perf_counter()
     trace = read_planetlab(args.trace, types=scenario.vm_types).head(args.ves, args.steps)
     print(f"read           {time.perf_counter() - wall:.2f} s: {trace.n_ves} VMs x "

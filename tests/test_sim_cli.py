@@ -145,3 +145,75 @@ def test_nightly_plans_once_a_day_at_the_nightly_time() -> None:
     scenario = replace(sc.SimScenario(pairs=1), placement="spread", nightly_at="00:20")
     assert replay(_tiny(12), scenario, "balance", nightly=True).plans == 1
     assert replay(_tiny(3), scenario, "balance", nightly=True).plans == 0  # ends at 00:15
+
+
+def test_cloudsim_null_memory_counts_only_for_the_start() -> None:
+    # 3 GiB VEs spread on two 4 GiB nodes: node 0 holds two of them (6 GiB).
+    trace = replace(_tiny(), mem=np.full((3, 4), 3072.0 * MIB), mem_size=np.full(3, 3072.0 * MIB))
+    counted = replace(sc.SimScenario(pairs=1), placement="spread")
+    null = replace(counted, memory="cloudsim-null")
+    m_counted = summarise(replay(trace, counted, "balance"))
+    assert m_counted.slatah > 0 and m_counted.std_mem > 0
+    r = replay(trace, null, "balance")
+    m = summarise(r)
+    assert (r.util[:, :, 1] == 0).all() and m.std_mem == 0
+    # the hot node (3.5 cores on a 3.72-core G4) is relieved; a move copies the full 3 GiB
+    assert m.migrations >= 1 and m.bytes_moved == m.migrations * 3072 * MIB
+
+
+def test_scenario_memory_key(tmp_path: Path) -> None:
+    assert sc.load(CLOUDSIM).memory == "counted"
+    null = sc.load(CLOUDSIM.with_name("planetlab-800-null.toml"))
+    assert null.memory == "cloudsim-null" and null.pairs == 400
+    assert replace(null, memory="counted", name=sc.load(CLOUDSIM).name,
+                   path=CLOUDSIM) == sc.load(CLOUDSIM)
+    ok = tmp_path / "e.toml"
+    ok.write_text('[executor]\nmax_parallel = 4\ncooldown = "30m"\n')
+    executor = sc.load(ok).executor
+    assert (executor.max_parallel, executor.cooldown, executor.max_per_node) == (4, 1800.0, 1)
+    bad = tmp_path / "s.toml"
+    bad.write_text('memory = "ignored"\n')
+    with pytest.raises(ConfigError, match=r"s\.toml: memory 'ignored': use counted, cloudsim-null"):
+        sc.load(bad)
+
+
+def test_moves_start_as_the_executor_starts_them() -> None:
+    from lbvm.executor import Limits, dependencies
+    from lbvm.sim.replay import timeline
+
+    pairs = {"n0": "p0", "n1": "p0", "n2": "p1", "n3": "p1", "n4": "p2", "n5": "p2"}
+    moves = (Move("a", "n0", "n2", "migrate"), Move("b", "n1", "n3", "migrate"),
+             Move("c", "n4", "n5", "switchover"))
+    src, dst = np.array([0, 1, 4]), np.array([2, 3, 5])
+    secs = np.array([10.0, 20.0, 5.0])
+    deps = dependencies(moves, pairs)
+    assert deps == [set(), {0}, set()]  # b touches a's pairs; c is on a pair of its own
+    one = Limits(pairs=pairs)
+    assert timeline(secs, src, dst, deps, one, 100.0).tolist() == [100, 110, 130]
+    paused = Limits(pause=1.0, pairs=pairs)
+    assert timeline(secs, src, dst, deps, paused, 100.0).tolist() == [100, 111, 132]
+    two = Limits(max_parallel=2, pairs=pairs)
+    assert timeline(secs, src, dst, deps, two, 100.0).tolist() == [100, 110, 100]
+
+
+class _Flip:
+    """Switches every movable VE over to its partner node, every plan."""
+
+    name: ClassVar[str] = "flip"
+    summary: ClassVar[str] = "test"
+
+    def plan(self, problem: Problem) -> Plan:
+        moves = tuple(Move(v, problem.nodes[int(n)], problem.nodes[int(n) ^ 1], "switchover")
+                      for v, n, ok in zip(problem.ves, problem.placement, problem.movable,
+                                          strict=True) if ok)
+        return Plan(self.name, moves, problem.score(), problem.score())
+
+
+def test_a_moved_ve_rests_for_the_cooldown_in_simulated_time() -> None:
+    small = replace(_tiny(24), cpu=np.full((3, 24), 0.2))
+    scenario = replace(sc.SimScenario(pairs=2), placement="spread")
+    cool = replace(scenario, executor=replace(scenario.executor, cooldown=3600.0))
+    # 24 plans 5 minutes apart: with a 1-hour cooldown each VE moves at 5 and 65 minutes
+    assert summarise(replay(small, cool, _Flip())).migrations == 3 * 2
+    free = replace(scenario, executor=replace(scenario.executor, cooldown=0.0))
+    assert summarise(replay(small, free, _Flip())).switchovers == 3 * 24

@@ -144,7 +144,8 @@ def simulate(
         return
     click.echo(f"{trace.n_ves} VEs x {trace.n_steps} intervals of {trace.interval:g}s, "
                f"{replays[0].cluster.n_nodes} nodes, scenario {scenario.name}"
-               f"{', nightly' if nightly else ''}")
+               f"{', nightly' if nightly else ''}"
+               f"{', memory ' + scenario.memory if scenario.memory != 'counted' else ''}")
     click.echo(_table(results), nl=False)
     for r in replays:
         for note in r.notes:
@@ -160,6 +161,6 @@ def _doc(path: str, fmt: str, trace: Trace, scenario: SimScenario, nightly: bool
                   "interval": trace.interval},
         "scenario": {"name": scenario.name, "nodes": replays[0].cluster.n_nodes,
                      "switch_off": scenario.switch_off, "placement": scenario.placement,
-                     "nightly": nightly},
+                     "memory": scenario.memory, "nightly": nightly},
         "results": [m.as_dict() for m in results],
     }

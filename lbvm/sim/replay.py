@@ -6,12 +6,20 @@ except for where samples come from: ``model.problem_from_frame`` builds the Prob
 window statistic (the store's ``window_demand`` rules: ``balance.window`` and
 ``balance.statistic``), the registered algorithm plans, ``validate`` checks, and
 ``cycle.apply_plan`` runs the plan through the real executor and journal on a temporary
-SQLite store with the ``simulate`` backend. Moves then take ``bytes / bandwidth`` seconds of
-simulated time, one after the other from the planning time; while they run no new plan
-starts (the monitor's job would still be busy), which is counted as ``busy_skips``.
+SQLite store with the ``simulate`` backend. VEs in their cooldown (``[executor].cooldown``
+of simulated time since they moved) are not movable, as ``cycle.prepare`` makes them. Moves
+then take ``bytes / bandwidth`` seconds of simulated time from the planning time, started
+as the executor starts them (``executor.schedule``): in plan order, at most
+``max_parallel`` at once and ``max_per_node`` per node, each after the earlier moves that
+touch its pairs; while they run no new plan starts (the monitor's job would still be busy),
+which is counted as ``busy_skips``.
 
 Plans are due at every interval (the frequent check at the ``automatic`` level), or with
 ``nightly`` once a day when the trace clock (UTC) passes ``nightly_at``.
+
+With ``memory = "cloudsim-null"`` the VEs' memory counts for the initial placement only;
+from then on every VE uses 0 bytes (node load, SLATAH, failover, the planner's demand), as
+CloudSim's PlanetLab VMs do, while a move still copies the VE's full memory.
 """
 
 from __future__ import annotations
@@ -33,10 +41,10 @@ from algorithms.base import Algorithm, Plan, Problem
 from algorithms.errors import AlgorithmError
 from algorithms.pairs import n_pairs, pair_load
 from lbvm import journal
-from lbvm.config import Config, ExecutorConfig
-from lbvm.cycle import Prepared, apply_plan
+from lbvm.config import Config
+from lbvm.cycle import Prepared, apply_plan, cooled
 from lbvm.errors import LbvmError
-from lbvm.executor import Simulate
+from lbvm.executor import Limits, Simulate, dependencies
 from lbvm.model import problem_from_frame
 from lbvm.sim import intervals
 from lbvm.sim.intervals import Segments
@@ -156,12 +164,15 @@ class _Planner:
     """The monitor's planning path for one replay: Problem, plan, validate, apply, journal."""
 
     def __init__(self, engine: Engine, trace: Trace, cluster: Cluster,
-                 scenario: SimScenario, algorithm: Algorithm, label: str) -> None:
+                 scenario: SimScenario, algorithm: Algorithm, label: str,
+                 move_mem: np.ndarray | None = None) -> None:
         self.engine, self.trace, self.cluster = engine, trace, cluster
+        self.move_mem = move_mem  # bytes a move copies (None: the latest memory sample)
         self.algorithm, self.label = algorithm, label
         self.balance = scenario.balance
         self.config = Config(pairs=cluster.pair_configs(), balance=scenario.balance,
-                             executor=ExecutorConfig(backend="simulate"))
+                             executor=replace(scenario.executor, backend="simulate"))
+        self.limits = Limits.from_config(self.config)
         self.backend = Simulate(engine)
         self.node_frame = pd.DataFrame({
             "node": list(cluster.nodes), "pair": list(cluster.pairs), "cpus": cluster.cpus,
@@ -178,29 +189,35 @@ class _Planner:
         frame = pd.DataFrame({
             "ve": self.ve_names, "node": self.node_names[where], "balanced": True,
             "pinned": False, "cpu": window_statistic(cpu, stat),
-            "mem": window_statistic(mem, stat), "mem_bytes": latest(mem),
+            "mem": window_statistic(mem, stat),
+            "mem_bytes": latest(mem) if self.move_mem is None else self.move_mem,
             "disk_bytes": self.trace.disk})
         problem = problem_from_frame(frame, self.node_frame, self.balance)
         if problem.ves != self.trace.ves:  # sorted_trace makes this hold
             raise LbvmError("the Problem's VE order differs from the trace's")
         return problem
 
-    def run(self, problem: Problem) -> tuple[Plan, list[int], tuple[str, ...]]:
-        """Plan, validate and apply; the VE indices moved (in order) and refusal reasons."""
+    def run(self, problem: Problem, now: float
+            ) -> tuple[Problem, Plan, list[int], tuple[str, ...]]:
+        """Plan, validate and apply at simulated time ``now``: the problem as planned (VEs in
+        their cooldown not movable), the plan, the VE indices moved (in order) and refusal
+        reasons."""
         run_id = journal.start_run(self.engine, "simulate", self.label)
         try:
+            problem = cooled(self.engine, problem, now)
             plan = self.algorithm.plan(problem)
             reasons = tuple(validate(problem, plan))
         except (LbvmError, AlgorithmError) as exc:
             journal.finish_run(self.engine, run_id, "failed", None, None, str(exc))
             raise
-        result = apply_plan(self.engine, self.config, Prepared(run_id, problem, plan, reasons),
-                            execute=True, backend=self.backend)
+        prepared = Prepared(run_id, problem, plan, reasons, now)
+        result = apply_plan(self.engine, self.config, prepared, execute=True,
+                            backend=self.backend)
         index = {v: i for i, v in enumerate(problem.ves)}
         done = [index[r.move.ve] for r in result.results if r.state == "done"]
         if result.status == "failed":
             raise LbvmError(f"simulated run {run_id} failed: {result.results}")
-        return plan, done, reasons
+        return problem, plan, done, reasons
 
 
 def replay(
@@ -219,6 +236,10 @@ def replay(
     cluster = scenario.cluster(trace.n_ves) if cluster is None else cluster
     trace = sorted_trace(trace)
     where = initial(trace, cluster, scenario.placement)
+    move_mem = None
+    if scenario.memory == "cloudsim-null":
+        move_mem = trace.mem_size
+        trace = replace(trace, mem=np.where(np.isnan(trace.mem), np.nan, 0.0))
     T, N, dt = trace.n_steps, cluster.n_nodes, trace.interval
     pair_idx = pd.factorize(pd.Series(cluster.pairs))[0].astype(np.int64)
     P = n_pairs(pair_idx)
@@ -237,7 +258,7 @@ def replay(
     with tempfile.TemporaryDirectory(prefix="lbvm-sim-") as tmp:
         engine = _store(cluster, trace, where, Path(tmp))
         try:
-            planner = _Planner(engine, trace, cluster, scenario, algo, label)
+            planner = _Planner(engine, trace, cluster, scenario, algo, label, move_mem)
             for t in range(T):
                 k0 = trace.start + t * dt
                 k1 = k0 + dt
@@ -262,15 +283,15 @@ def replay(
                     continue
                 where = seg.final(where)
                 seg = Segments.empty()
-                problem = planner.problem(t, where)
-                plan, done, reasons = planner.run(problem)
+                problem, plan, done, reasons = planner.run(planner.problem(t, where), k1)
                 plans += 1
                 if reasons:
                     refused += 1
                     if len(notes) < 5:
                         notes.append(f"interval {t}: plan refused: {reasons[0]}")
                     continue
-                seg, busy_until = _schedule(problem, plan, done, k1, scenario.bandwidth)
+                seg, busy_until = _schedule(problem, plan, done, k1, scenario.bandwidth,
+                                            planner.limits)
                 moves[t] = len(done)
                 switch[t] = int(np.sum(problem.pair[seg.src] == problem.pair[seg.dst]))
                 moved_bytes[t] = int(np.sum(_cost(problem, seg)))
@@ -305,8 +326,9 @@ def _cost(problem: Problem, seg: Segments) -> np.ndarray:
 
 
 def _schedule(problem: Problem, plan: Plan, done: list[int], at: float,
-              bandwidth: float) -> tuple[Segments, float]:
-    """The done moves as back-to-back segments from ``at``: bytes / bandwidth seconds each."""
+              bandwidth: float, limits: Limits) -> tuple[Segments, float]:
+    """The done moves as segments of bytes / bandwidth seconds each, started from ``at`` as
+    the executor would start them (see ``timeline``); and when the last one ends."""
     if not done:
         return Segments.empty(), at
     names = {n: i for i, n in enumerate(problem.nodes)}
@@ -316,5 +338,46 @@ def _schedule(problem: Problem, plan: Plan, done: list[int], at: float,
     dst = np.array([names[m.dst] for m in moved], dtype=np.int64)
     seg = Segments(ve, src, dst, np.zeros(len(ve)), np.zeros(len(ve)))
     secs = _cost(problem, seg) / bandwidth
-    end = at + np.cumsum(secs)
-    return Segments(ve, src, dst, end - secs, end), float(end[-1])
+    start = timeline(secs, src, dst, dependencies(moved, limits.pairs), limits, at)
+    end = start + secs
+    return Segments(ve, src, dst, start, end), float(end.max())
+
+
+def timeline(secs: np.ndarray, src: np.ndarray, dst: np.ndarray, deps: list[set[int]],
+             limits: Limits, at: float) -> np.ndarray:
+    """Start time of each move, as ``executor.execute`` starts them: in plan order, a move
+    starts once the earlier moves it depends on (``executor.dependencies``) have ended, with
+    fewer than ``max_parallel`` moves running and fewer than ``max_per_node`` on each of its
+    nodes; after moves end, ``pause`` passes before the next starts. One loop step per move
+    (a plan has at most a few hundred), not per sample."""
+    n = len(secs)
+    start = np.full(n, np.nan)
+    pending = list(range(n))
+    running: dict[int, float] = {}
+    per_node: dict[int, int] = {}
+    finished: set[int] = set()
+    now = at
+    while pending:
+        for i in list(pending):
+            if len(running) >= limits.max_parallel:
+                break
+            nodes = {int(src[i]), int(dst[i])}
+            if not deps[i] <= finished or any(per_node.get(x, 0) >= limits.max_per_node
+                                               for x in nodes):
+                continue
+            pending.remove(i)
+            start[i] = now
+            running[i] = now + float(secs[i])
+            for x in nodes:
+                per_node[x] = per_node.get(x, 0) + 1
+        if not running:  # cannot happen: a move depends only on earlier ones
+            raise LbvmError("simulated executor stalled: no move can start")
+        now = min(running.values())
+        for i in [j for j, end in running.items() if end <= now]:
+            del running[i]
+            finished.add(i)
+            for x in {int(src[i]), int(dst[i])}:
+                per_node[x] -= 1
+        if pending:
+            now += limits.pause
+    return start

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from lbvm.config import BalanceConfig, PairConfig, section
+from lbvm.config import BalanceConfig, ExecutorConfig, PairConfig, section
 from lbvm.errors import ConfigError
 from lbvm.sim.power import ML110_G4, ML110_G5, check_table
 from lbvm.sim.traces import CLOUDSIM_VM_TYPES, MIB, MIPS_PER_CORE, VmType
 
 SWITCH_OFF = ("node", "pair", "never")
 PLACEMENTS = ("pabfd", "trace", "spread")
+MEMORY = ("counted", "cloudsim-null")
 HOSTS_PER_VM = 800 / 1052  # CloudSim's PlanetLab runner: 800 hosts for 1,052 VMs
 
 
@@ -76,7 +77,11 @@ class SimScenario:
     switch_off: str = "node"
     placement: str = "pabfd"
     pdm_share: float = 0.1  # share of a VE's CPU lost while it migrates (CloudSim: 10 %)
+    # "cloudsim-null": memory counts for the initial placement only, then every VE asks for
+    # 0 bytes (CloudSim's PlanetLab cloudlets); moves still copy the VE's full memory
+    memory: str = "counted"
     balance: BalanceConfig = field(default_factory=BalanceConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # concurrency, cooldowns
     nightly_at: str = "02:30"
     path: Path | None = None
 
@@ -85,6 +90,8 @@ class SimScenario:
             raise ConfigError(f"switch_off {self.switch_off!r}: use {', '.join(SWITCH_OFF)}")
         if self.placement not in PLACEMENTS:
             raise ConfigError(f"placement {self.placement!r}: use {', '.join(PLACEMENTS)}")
+        if self.memory not in MEMORY:
+            raise ConfigError(f"memory {self.memory!r}: use {', '.join(MEMORY)}")
         if not self.bandwidth > 0:
             raise ConfigError("migration bandwidth must be positive")
         if not 0 <= self.pdm_share <= 1:
@@ -127,7 +134,7 @@ def cloudsim(pairs: int = 400) -> SimScenario:
 # -- TOML ----------------------------------------------------------------------------------
 
 _TOP = {"name", "pairs", "bandwidth_mib_s", "switch_off", "placement", "pdm_share",
-        "nightly_at", "host_types", "vm_types", "balance"}
+        "nightly_at", "memory", "host_types", "vm_types", "balance", "executor"}
 
 
 def _host_type(raw: Any, where: str) -> HostType:
@@ -166,7 +173,7 @@ def load(path: str | Path) -> SimScenario:
             values["pairs"] = int(raw["pairs"])
         if "bandwidth_mib_s" in raw:
             values["bandwidth"] = float(raw["bandwidth_mib_s"]) * MIB
-        for key in ("switch_off", "placement", "nightly_at"):
+        for key in ("switch_off", "placement", "nightly_at", "memory"):
             if key in raw:
                 values[key] = str(raw[key])
         if "pdm_share" in raw:
@@ -177,6 +184,8 @@ def load(path: str | Path) -> SimScenario:
             values["vm_types"] = tuple(_vm_type(v, where) for v in raw["vm_types"])
         if "balance" in raw:
             values["balance"] = section(raw, "balance", BalanceConfig, where)
+        if "executor" in raw:
+            values["executor"] = section(raw, "executor", ExecutorConfig, where)
         return SimScenario(**values)
     except ConfigError as exc:
         raise ConfigError(str(exc) if str(exc).startswith(where) else f"{where}: {exc}") from None
