@@ -413,20 +413,18 @@ def _ledger(conn: Connection, chunk: Sequence[SpoolFile]) -> dict[int, str]:
             {"nodes": [f.node for f in chunk], "names": [f.name for f in chunk]},
         ).all()
         return {where[(r[0], r[1])]: r[2] for r in found}
-    cols = (spool_files.c.node, spool_files.c.name, spool_files.c.status)
-    out: dict[int, str] = {}
-    for first in range(0, len(chunk), 1000):  # stay far below bind-parameter limits
-        part = chunk[first : first + 1000]
-        # Two IN lists let SQLite seek the (node, name) unique index.
-        query = sa.select(*cols).where(
-            spool_files.c.node.in_({f.node for f in part}),
-            spool_files.c.name.in_([f.name for f in part]),
-        )
-        for r in conn.execute(query):
-            i = where.get((r.node, r.name))
-            if i is not None:
-                out[i] = r.status
-    return out
+    # SQLite would probe the cross product of two IN lists: join a temp table instead.
+    tmp = bulk.temp_table(
+        conn, "lbvm_tmp_files", sa.Column("node", sa.String(253)), sa.Column("name", sa.String(512))
+    )
+    names = pd.DataFrame({"node": [f.node for f in chunk], "name": [f.name for f in chunk]})
+    bulk.insert_frame(conn, tmp, names)
+    found = conn.exec_driver_sql(
+        f"SELECT s.node, s.name, s.status FROM {tmp.name} t CROSS JOIN spool_files s"
+        " WHERE s.node = t.node AND s.name = t.name"
+    ).all()
+    tmp.drop(conn)
+    return {where[(r[0], r[1])]: r[2] for r in found}
 
 
 # PostgreSQL type of each ve_samples column, for the binary COPY.
@@ -438,7 +436,8 @@ _VE_TYPES = {
 
 def _insert_ves(conn: Connection, stored: Stored) -> None:
     """Binary COPY on PostgreSQL (psycopg), else a bulk insert."""
-    rows = stored.rows
+    # In index order: the (ve, ts) index is then written front to back, not at random.
+    rows = stored.rows.sort_values(["ve", "ts"], kind="stable")
     if not bulk.is_psycopg(conn) or rows.empty:
         bulk.insert_frame(conn, ve_samples, rows[list(VE_INSERT)])
         return
