@@ -48,7 +48,8 @@ def main() -> None:
         print(f"{name:<14} {wall:.2f} s wall, {cpu:.2f} s cpu, {m.plans} plans, "
               f"{m.refused} refused, {m.busy_skips} busy")
         print(f"  migrations {m.migrations} ({m.switchovers} switchovers), "
-              f"{m.bytes_moved / 2**30:.1f} GiB; energy {m.energy_kwh:.2f} kWh; "
+              f"{m.bytes_moved / 2**30:.1f} GiB; energy {m.energy_kwh:.2f} kWh "
+              f"({m.energy_standby_kwh:.2f} with standbys on); "
               f"SLATAH {m.slatah:.2%}; over limit {m.over_threshold:.2%}; PDM {m.pdm:.3%}; "
               f"SLA {m.sla:.6f}")
         print(f"  failover violations {m.failover_violations} pair-intervals "

@@ -96,3 +96,12 @@ def test_power_table_checked() -> None:
         check_table((90.0,), "x")
     with pytest.raises(ConfigError, match="not fall"):
         check_table((90.0, 80.0), "x")
+
+
+def test_standby_nodes_of_pairs_in_use_count_as_on() -> None:
+    from lbvm.sim.metrics import standby_on
+
+    # pairs p (nodes 0, 1) and q (nodes 2, 3): p in use through node 1 only, then nothing
+    active = np.array([[False, True, False, False], [False, False, False, False]])
+    on = standby_on(active, ("p", "p", "q", "q"))
+    assert on.tolist() == [[True, True, False, False], [False, False, False, False]]

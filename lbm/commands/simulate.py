@@ -24,6 +24,7 @@ TABLE = (
     ("switchovers", "switchovers", "{:,}"),
     ("bytes_moved", "moved GiB", "{:,.1f}"),
     ("energy_kwh", "energy kWh", "{:,.2f}"),
+    ("energy_standby_kwh", "standbys on", "{:,.2f}"),
     ("slatah", "SLATAH", "{:.2%}"),
     ("over_threshold", "over limit", "{:.2%}"),
     ("pdm", "PDM", "{:.3%}"),

@@ -12,6 +12,9 @@
 - ``failover_violations``: pair-intervals where the pair's load did not fit on its weaker
   node within ``failover_overcommit``; ``failover_share`` over all pair-intervals.
 - ``energy_kwh`` from the power model; ``migrations``, ``switchovers``, ``bytes_moved``.
+- ``energy_standby_kwh``: the same with the standby node of every pair in use switched on
+  (an HA pair's standby must run to mirror its partner and take over), whatever
+  ``switch_off`` says; equal to ``energy_kwh`` under ``switch_off = "pair"``.
 """
 
 from __future__ import annotations
@@ -21,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from lbvm.sim.power import energy_kwh
+from lbvm.sim.power import energy_kwh, power
 from lbvm.sim.replay import ReplayResult
 
 # The keys of Metrics.as_dict(), in order: --format json and the docs rely on them.
 KEYS = (
     "algorithm", "steps", "nodes", "ves", "plans", "refused", "busy_skips", "migrations",
-    "switchovers", "bytes_moved", "energy_kwh", "slatah", "over_threshold", "pdm", "sla",
-    "failover_violations", "failover_share", "std_cpu", "std_mem", "active_nodes",
+    "switchovers", "bytes_moved", "energy_kwh", "energy_standby_kwh", "slatah",
+    "over_threshold", "pdm", "sla", "failover_violations", "failover_share", "std_cpu",
+    "std_mem", "active_nodes",
 )  # fmt: skip
 
 
@@ -45,6 +49,7 @@ class Metrics:
     switchovers: int
     bytes_moved: int
     energy_kwh: float
+    energy_standby_kwh: float
     slatah: float
     over_threshold: float
     pdm: float
@@ -76,6 +81,15 @@ def spread(util: np.ndarray) -> np.ndarray:
     return util.std(axis=1)
 
 
+def standby_on(active: np.ndarray, pairs: tuple[str, ...]) -> np.ndarray:
+    """[T, N] nodes on when both nodes of every pair with an active node are on."""
+    _, pair_idx = np.unique(np.asarray(pairs, dtype=object), return_inverse=True)
+    member = np.zeros((len(pairs), int(pair_idx.max()) + 1 if len(pairs) else 0))
+    member[np.arange(len(pairs)), pair_idx] = 1.0
+    used = (active.astype(np.float64) @ member) > 0
+    return used[:, pair_idx] | active
+
+
 def summarise(r: ReplayResult) -> Metrics:
     limit = np.array([r.scenario.balance.max_utilisation[k] for k in ("cpu", "mem")])
     slatah = share_over(r.util, 1.0, r.active)
@@ -94,6 +108,9 @@ def summarise(r: ReplayResult) -> Metrics:
         switchovers=int(r.switchovers.sum()),
         bytes_moved=int(r.bytes.sum()),
         energy_kwh=energy_kwh(r.watts, r.trace.interval),
+        energy_standby_kwh=energy_kwh(
+            np.where(standby_on(r.active, r.cluster.pairs),
+                     power(r.cluster.power, r.util[:, :, 0]), 0.0), r.trace.interval),
         slatah=slatah,
         over_threshold=share_over(r.util, limit, r.active),
         pdm=degradation,
