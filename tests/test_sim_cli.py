@@ -217,3 +217,12 @@ def test_a_moved_ve_rests_for_the_cooldown_in_simulated_time() -> None:
     assert summarise(replay(small, cool, _Flip())).migrations == 3 * 2
     free = replace(scenario, executor=replace(scenario.executor, cooldown=0.0))
     assert summarise(replay(small, free, _Flip())).switchovers == 3 * 24
+
+
+def test_tuned_cloudsim_scenario_pairs_nodes_of_one_type() -> None:
+    tuned = sc.load(CLOUDSIM.with_name("planetlab-800-null-tuned.toml"))
+    assert tuned.memory == "cloudsim-null" and tuned.executor.max_parallel == 8
+    cluster = tuned.cluster(1052)
+    assert cluster.n_nodes == 800 and cluster.cpus[:4].tolist() == [3.72, 3.72, 5.32, 5.32]
+    assert cluster.pairs[0] == cluster.pairs[1] and cluster.pairs[2] == cluster.pairs[3]
+    assert (cluster.cpus == 3.72).sum() == (cluster.cpus == 5.32).sum() == 400
