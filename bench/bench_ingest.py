@@ -82,7 +82,7 @@ def drop_schema(url: str, schema: str) -> None:
     admin.dispose()
 
 
-def run(url: str, template: Path, work: Path, batch_files: int) -> None:
+def run(url: str, template: Path, work: Path, batch_files: int, jobs: int | None) -> None:
     spool_dir = work / "spool"
     if spool_dir.exists():
         shutil.rmtree(spool_dir)
@@ -91,7 +91,7 @@ def run(url: str, template: Path, work: Path, batch_files: int) -> None:
     try:
         engine = connect(scoped)
         began = time.perf_counter()
-        result = ingest(engine, spool_dir, batch_files=batch_files)
+        result = ingest(engine, spool_dir, batch_files=batch_files, jobs=jobs)
         took = time.perf_counter() - began
         engine.dispose()
     finally:
@@ -112,7 +112,8 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20)
     ap.add_argument("--ves", type=int, default=25)
     ap.add_argument("--samples", type=int, default=12)
-    ap.add_argument("--batch-files", type=int, default=500)
+    ap.add_argument("--batch-files", type=int, default=2000)
+    ap.add_argument("--jobs", type=int, default=None, help="parsing processes (default: ingest's)")
     ap.add_argument("--url", action="append", help="database URL (repeat for several)")
     ap.add_argument("--no-sqlite", action="store_true", help="only the --url databases")
     args = ap.parse_args()
@@ -124,7 +125,7 @@ def main() -> None:
               f"in {time.perf_counter() - began:.1f} s")  # fmt: skip
         urls = [] if args.no_sqlite else [f"sqlite:///{work / 'bench.db'}"]
         for url in urls + (args.url or []):
-            run(url, work / "template", work, args.batch_files)
+            run(url, work / "template", work, args.batch_files, args.jobs)
 
 
 if __name__ == "__main__":
