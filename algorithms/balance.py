@@ -47,6 +47,7 @@ import numpy as np
 from algorithms.base import Plan, Problem
 from algorithms.pairs import check_shapes
 from algorithms.rules import anti_crowded
+from algorithms.shave import shave
 from algorithms.state import Pick, State
 
 # (sources, targets) per resource for each widening of the candidate net.
@@ -115,6 +116,15 @@ def _run(st: State) -> list[str]:
         balance_notes = _balance(st)
     if later:
         notes.append(f"balancing made room for {later} more mandatory move(s)")
+    shaved = 0
+    for _ in range(8):  # the local search and the greedy, until neither finds anything
+        step = shave(st)
+        if not step:
+            break
+        shaved += step
+        balance_notes = _balance(st)
+    if shaved:
+        notes.append(f"{shaved} move(s) of a last local search lowered the fullest node")
     if st.undone - st.retargeted:
         notes.append(f"{st.undone - st.retargeted} move(s) taken back: the VE was better "
                      "where it started")

@@ -5,9 +5,10 @@ small penalty) the number of moves and placements off preferred nodes; subject t
 (``max_utilisation``), failover headroom of every pair (``failover_overcommit``), pins and
 affinity groups (they stay), must rules and maintenance (``allowed``), anti-affinity (one
 member of a group per pair), and the budget (moves, bytes, moves per node). The solver stops
-at ``TIME_LIMIT`` seconds or a relative gap of ``GAP``; the notes report status, objective,
-bound and gap. A solution no better than the current placement by more than the gap (and
-``min_gain`` / N) plans nothing, so running it again on its own result plans nothing.
+at ``NODE_LIMIT`` branch-and-bound nodes (deterministic), ``TIME_LIMIT`` seconds, or a
+relative gap of ``GAP``; the notes report status, objective, bound and gap. A solution that
+beats the current placement by less than ``CHURN`` (and ``min_gain`` / N) plans nothing, so
+running it again on its own result plans nothing.
 
 The target placement is then turned into an ordered plan: repeatedly the largest pending
 move that keeps capacity, failover and the rules after the step (checked like the validator);
@@ -33,8 +34,10 @@ from algorithms.pairs import check_shapes, node_limit, pair_limit
 from algorithms.rules import domains, group_ids, locked, preferred, targets_allowed
 from algorithms.state import Pick, State
 
-TIME_LIMIT = 10.0  # seconds for HiGHS
+TIME_LIMIT = 60.0  # seconds for HiGHS (a safety net: the node limit stops it first)
+NODE_LIMIT = 3000  # branch-and-bound nodes: a deterministic limit, unlike time
 GAP = 5e-3  # relative MIP gap at which HiGHS stops
+CHURN = 0.01  # a placement must beat the current one by this share to be planned
 MAX_CELLS = 400  # V × N above which the exact model is refused (40 VEs on 8 nodes fit)
 MOVE_PENALTY = 1e-4  # objective cost of one move (utilisation units)
 SLACK = 1e-6  # rows are kept this far inside their limits (solver tolerance)
@@ -160,7 +163,8 @@ def solve(problem: Problem) -> tuple[np.ndarray | None, list[str]]:
     res = milp(c, integrality=integrality, bounds=bounds,
                constraints=LinearConstraint(vstack(rows), np.concatenate(lo),
                                             np.concatenate(hi)),
-               options={"time_limit": TIME_LIMIT, "mip_rel_gap": GAP})
+               options={"time_limit": TIME_LIMIT, "node_limit": NODE_LIMIT,
+                        "mip_rel_gap": GAP})
     if res.x is None:
         return None, [f"milp: no feasible placement ({res.message.strip()}); nothing planned"]
     x = res.x[:nv].reshape(v_n, n_n)
@@ -172,7 +176,7 @@ def solve(problem: Problem) -> tuple[np.ndarray | None, list[str]]:
     notes = [f"milp: {status}, max utilisation {z:.4f}, objective {res.fun:.6f}, bound "
              f"{bound:.6f}, gap {gap:.2%}"]
     now = current_objective(problem, c, home, w)
-    if now is not None and now <= float(res.fun) * (1 + GAP) + s.min_gain / max(n_n, 1):
+    if now is not None and now <= float(res.fun) * (1 + CHURN) + s.min_gain / max(n_n, 1):
         return None, [*notes, "the current placement is as good: nothing planned"]
     return target, notes
 

@@ -170,7 +170,7 @@ class State:
         g, cost = self.gains(vs, ds, leave_pair)
         if not worth:
             return choose(g, cost, vs, ds, -np.inf)
-        return choose(g - self.needs(vs, ds), cost, vs, ds, 0.0)
+        return choose(g - self.needs(vs, ds) - self.over_peak(vs, ds), cost, vs, ds, 0.0)
 
     def best_disjoint(self, vs: np.ndarray, ds: np.ndarray, most: int) -> list[Pick]:
         """Up to ``most`` moves worth their cost touching different nodes and pairs, best first.
@@ -181,7 +181,7 @@ class State:
         if not len(vs) or not len(ds):
             return []
         g, cost = self.gains(vs, ds)
-        g -= self.needs(vs, ds)
+        g -= self.needs(vs, ds) + self.over_peak(vs, ds)
         src = self.placement[vs]
         ps, pd = self.pair[src], self.pair[ds]
         picks: list[Pick] = []
@@ -196,6 +196,15 @@ class State:
             g[(src == s) | (src == d) | (ps == p1) | (ps == p2)] = -np.inf
             g[:, (ds == s) | (ds == d) | (pd == p1) | (pd == p2)] = -np.inf
         return picks
+
+    def over_peak(self, vs: np.ndarray, ds: np.ndarray) -> np.ndarray:
+        """[A, D] inf where the move would lift its target above the fullest node's current
+        peak (over the weighted resources), else 0: balancing never raises the maximum."""
+        use = self.w > 0
+        top = float(self.u[:, use].max()) if use.any() and self.n else 0.0
+        share = self.dem[vs][:, use][:, None, :] * self.inv_cap[ds][:, use][None, :, :]
+        new = (self.u[ds][:, use][None, :, :] + share).max(axis=2, initial=0.0)
+        return np.where(new > top + 1e-12, np.inf, 0.0)
 
     def home(self, vs: np.ndarray) -> np.ndarray:
         """[A] node each VE was on before the plan moved it (its current node if unmoved)."""
@@ -340,6 +349,12 @@ class State:
         step = self.log.last_step(v)
         if step is None or step.src != x or self.placement[v] != step.dst:
             return False
+        if self.anti[v] >= 0:
+            # no later step may have brought a peer of its anti-affinity group into x's pair
+            later = self.log.steps[self.log.last[v] + 1:]
+            if any(self.anti[t.ve] == self.anti[v] and self.dom[t.dst] == self.dom[x]
+                   for t in later):
+                return False
         p = int(self.pair[x])
         plim = None if step.same_pair or p < 0 else self.plim[p]
         return self.log.fits_without_last(v, self.dem[v], self.limit[x], p, plim)
