@@ -5,7 +5,7 @@ fullest node a few per cent above what is possible, and a single move can no lon
 while exchanging two VEs can. This phase tries, for the fullest node, every single move off
 it and every swap of one of its VEs with a VE on another node, and takes the change that
 lowers that node's peak most, provided both nodes end below its old peak by at least what a
-move must gain, the spread does not grow, and every step is valid (capacity, failover,
+migration must gain (twice that for a swap), and every step is valid (capacity, failover,
 rules, budget; each VE still moves at most once: a VE the plan moved already has its move
 replaced). It stops when the fullest node cannot be relieved.
 
@@ -86,12 +86,12 @@ def _step(st: State, use: np.ndarray) -> bool:
 
 
 def _swap(st: State, v: int, w: int) -> bool:
-    """Exchange VEs v and w, in whichever order keeps every step valid and the spread from
-    growing; False (and nothing changed) when neither order does."""
+    """Exchange VEs v and w, in whichever order keeps every step valid; False (and nothing
+    changed) when neither order does."""
     s, d = int(st.placement[v]), int(st.placement[w])
-    if len(st.moves) + 2 > (st.p.settings.max_moves or 1 << 62):
+    cap = st.p.settings.max_moves
+    if cap is not None and len(st.moves) + 2 > cap:
         return False
-    now = st.now
     prior = {v: s, w: d}
     for first, second in (((v, d), (w, s)), ((w, s), (v, d))):
         g, _ = st.gains(np.array([first[0]]), np.array([first[1]]))
