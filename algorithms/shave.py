@@ -80,8 +80,8 @@ def _step(st: State, use: np.ndarray) -> bool:
                 return True
     if choice is None:
         return False
-    _, v, d = choice
-    st.apply(Pick(v, d, 0.0), f"lower the fullest node's peak {top:.3f}; ")
+    _, ve, dst = choice
+    st.apply(Pick(ve, dst, 0.0), f"lower the fullest node's peak {top:.3f}; ")
     return True
 
 
