@@ -2,8 +2,9 @@
 
 The cluster comes from ``lbvm.scenario.synthetic``: pairs of equal nodes (1×, 1.5×, 2× of
 64 cores / 512 GiB), VEs of 1–64 GiB and 1–16 cores, about a fifth of the nodes near full
-memory and the rest light, seeded. Budget: 10 % of the VEs as moves, min_gain 0.02 (the scale-free default: a move
-must lower the spread by min_gain / N, twice that across pairs). Prints the median plan time of the runs, moves, share of VEs moved, the
+memory and the rest light, seeded. Budget: 10 % of the VEs as moves, min_gain 0.02 (the
+scale-free default: a move must lower the spread by min_gain / N, twice that across pairs).
+Prints the median plan time of the runs, moves, share of VEs moved, the
 std of node cpu/mem utilisation before and after, and whether the shared validator accepts
 the plan. Targets at 1,000 nodes / 20,000 VEs: ≤ 1 s, ≤ 10 % of VEs moved, std mem
 ~0.24 → ≤ 0.03 and cpu ~0.19 → ≤ 0.06.
