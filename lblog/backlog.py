@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from lblog import spool
+from lblog.atomic import write_atomic
 from lblog.errors import ParseError
 from lblog.lazylog import get_logger
 from lblog.sample import Sample
@@ -98,22 +99,4 @@ def flush(backlog: Path, spool_dir: Path) -> tuple[int, OSError | None]:
 
 
 def _write_atomic(directory: Path, name: str, data: bytes) -> Path:
-    """Temp name in ``directory``, fsync, rename: readers see all of it or nothing.
-
-    The temp name is ``.<name>.<pid>.tmp`` opened with O_EXCL (no tempfile module: it pulls
-    shutil and the compression modules into every agent run).
-    """
-    final = Path(directory) / name
-    tmp = Path(directory) / f".{name}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)  # left by a crashed run that had our pid: ours to remove
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    return write_atomic(Path(directory) / name, data)

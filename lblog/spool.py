@@ -9,7 +9,6 @@ do not know it ignore it, so it needs no new version.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time as _time
 from operator import attrgetter
@@ -20,6 +19,7 @@ if TYPE_CHECKING:  # the agent imports no typing at run time (it costs milliseco
     from collections.abc import Mapping
     from typing import Any
 
+from lblog.atomic import write_atomic
 from lblog.errors import ParseError, SpoolError
 from lblog.sample import NodeTotals, Sample, VeRow
 
@@ -99,27 +99,7 @@ def write(spool: Path, sample: Sample) -> Path:
     directory = node_dir(spool, sample.node)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / file_name(sample)
-    data = encode(sample, written=_time.time())
-    # Our own temp name (the tempfile module costs the agent milliseconds to import): the
-    # pid keeps concurrent writers apart, O_EXCL any other file of that name.
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)  # left by a killed run that had our pid: ours to remove
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.rename(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-    return final
+    return write_atomic(final, encode(sample, written=_time.time()))
 
 
 def decode(data: bytes, path: str | Path) -> dict[str, Any]:

@@ -12,9 +12,6 @@ can fire on the staleness itself.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +20,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from lblog import atomic
 from lbvm.config import Config
 from lbvm.errors import LbvmError
 from lbvm.store.queries import newest_sample_time
@@ -152,21 +150,8 @@ def collect(engine: Engine, config: Config, *, now: float | None = None) -> list
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder + rename."""
-    path = Path(path)
     raw = data.encode() if isinstance(data, str) else data
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic.write_atomic(Path(path), raw, mode=mode)
     except OSError as exc:
-        raise LbvmError(f"{path}: cannot write there ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise LbvmError(f"{path}: cannot write ({exc.strerror})") from None
-

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lblog import backlog, lock, spool
+from lblog import atomic, backlog, lock, spool
 from lblog.deliver import deliver
 from lblog.errors import SpoolError
 from lblog.lock import LockBusy, locked
@@ -66,22 +66,25 @@ def test_spool_that_is_a_file_goes_to_backlog(tmp_path):
 
 
 class FailingOs:
-    """``os`` for lblog.spool only, with fsync failing like a full or broken disk."""
+    """``os`` for lblog.atomic, with fsync failing like a full or broken disk under ``under``
+    (the spool), while the local backlog keeps working."""
 
-    def __init__(self, err: int) -> None:
-        self.err = err
+    def __init__(self, err: int, under: Path) -> None:
+        self.err, self.under = err, str(under.resolve())
 
     def __getattr__(self, name: str) -> object:
         return getattr(os, name)
 
     def fsync(self, fd: int) -> None:
-        raise OSError(self.err, os.strerror(self.err))
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(self.under):
+            raise OSError(self.err, os.strerror(self.err))
+        os.fsync(fd)
 
 
 @pytest.mark.parametrize("err", [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EIO])
 def test_write_failure_goes_to_backlog_leaving_no_partial_file(dirs, monkeypatch, err):
     spool_dir, keep = dirs
-    monkeypatch.setattr(spool, "os", FailingOs(err))
+    monkeypatch.setattr(atomic, "os", FailingOs(err, spool_dir))
     done = deliver(sample(), spool_dir, keep)
     assert done.backlogged and errno.errorcode[err] in (done.reason or "")
     assert os.listdir(spool_dir / "incoming/node1") == [".lock"]  # temp file removed
@@ -91,7 +94,7 @@ def test_write_failure_goes_to_backlog_leaving_no_partial_file(dirs, monkeypatch
 def test_next_run_flushes_backlog_first_oldest_first(dirs, monkeypatch):
     spool_dir, keep = dirs
     with monkeypatch.context() as m:
-        m.setattr(spool, "os", FailingOs(errno.EIO))
+        m.setattr(atomic, "os", FailingOs(errno.EIO, spool_dir))
         for i in (2, 0, 1):  # kept out of order; flushed by time
             assert deliver(sample(T0 + 300 * i), spool_dir, keep).backlogged
     kept = {p.name: p.read_bytes() for p in backlog.pending(keep)}
