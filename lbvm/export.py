@@ -154,4 +154,4 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     try:
         atomic.write_atomic(Path(path), raw, mode=mode)
     except OSError as exc:
-        raise LbvmError(f"{path}: cannot write ({exc.strerror})") from None
+        raise LbvmError(f"{path}: cannot write there ({exc.strerror})") from None

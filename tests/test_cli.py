@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner, Result
 from test_cycle import CLUSTER, GIB, write_cluster, write_config
 
+from algorithms import registry
 from lbm.cli import COMMANDS, SUMMARIES, main
 from lbm.output import render
 from lbvm import journal
@@ -280,7 +281,8 @@ def test_errors_are_one_line_with_exit_codes(cfg: Path, tmp_path: Path) -> None:
     ok(cfg, "ingest")
     unknown = lbm(cfg, "plan", "--algorithm", "no-such")
     assert unknown.exit_code == 1
-    assert unknown.output == "Error: unknown algorithm 'no-such' (available: balance)\n"
+    names = ", ".join(registry.available())
+    assert unknown.output == f"Error: unknown algorithm 'no-such' (available: {names})\n"
     assert lbm(cfg, "list", "--format", "xml").exit_code == 2
     assert lbm(cfg, "list", "--sort", "nope").exit_code == 2
     assert lbm(cfg, "log", "--since", "yesterday").exit_code == 2
