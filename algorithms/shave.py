@@ -5,7 +5,7 @@ fullest node a few per cent above what is possible, and a single move can no lon
 while exchanging two VEs can. This phase tries, for the fullest node, every single move off
 it and every swap of one of its VEs with a VE on another node, and takes the change that
 lowers that node's peak most, provided both nodes end below its old peak by at least what a
-migration must gain and at least ``FLOOR`` (twice that for a swap), and every step is valid
+migration must gain and at least ``FLOOR`` of its peak (twice that for a swap), and every step is valid
 (capacity, failover, rules, budget; each VE still moves at most once: a VE the plan moved
 already has its move replaced). It stops when the fullest node cannot be relieved.
 
@@ -19,7 +19,7 @@ import numpy as np
 from algorithms.state import Pick, State
 
 SMALL = 32  # nodes: clusters up to this size get the phase
-FLOOR = 0.01  # least drop of the fullest node's utilisation a move must bring (a swap twice)
+FLOOR = 0.02  # least relative drop of the fullest node's peak a move must bring (a swap twice)
 EPS = 1e-12
 
 
@@ -42,7 +42,7 @@ def _step(st: State, use: np.ndarray) -> bool:
     peak = u.max(axis=1)
     s = int(np.argmax(peak))
     top = float(peak[s])
-    need = max(st.need_migrate, FLOOR)  # what a move must gain; a swap (two moves) twice that
+    need = max(st.need_migrate, FLOOR * top)  # what a move must gain; a swap twice that
     mine = np.array(st.node_ves[s], dtype=np.int64)
     if not len(mine):
         return False
