@@ -284,7 +284,10 @@ class Monitor:
             lease.release(self.engine, lease.MOVER, self.holder)
 
     def tick(self, nightly: bool) -> TickResult:
-        """Settle what a crash left, ingest, plan, and at night act on the automation level."""
+        """Settle what a crash left, ingest, plan, and act on the automation level: at night on
+        every move that clears the threshold, in the frequent check on mandatory moves only
+        (maintenance evacuation, a pair that cannot fail over, broken must-rules), which
+        should not wait for the night."""
         with self._busy:
             found = self.reconcile()
             result = replace(self._tick(nightly), reconciled=found)
@@ -305,7 +308,7 @@ class Monitor:
             log.error("%s", KV("ingest_failed", job=job, error=exc))
         try:
             prepared = prepare(engine, config, kind=job, now=now)
-            decision = self._decide(prepared) if nightly and not prepared.reasons else None
+            decision = None if prepared.reasons else self._decide(prepared, nightly)
             execute = decision is not None and bool(decision.execute.moves)
             todo = decision.execute if decision is not None and execute else prepared.plan
             backend = backend_from_config(config, engine, runner=self.runner) if execute else None
@@ -336,12 +339,19 @@ class Monitor:
         return TickResult(True, cycle.status, cycle.run_id, len(cycle.plan.moves), moved,
                           message="; ".join(cycle.reasons), stored_plan=stored, held=held)
 
-    def _decide(self, prepared: Prepared) -> automation.Decision:
-        """Split the nightly plan by automation level and threshold; log what is held back."""
+    def _decide(self, prepared: Prepared, nightly: bool) -> automation.Decision:
+        """Split the plan by automation level and threshold; log what is held back.
+
+        The frequent check uses threshold 1 (mandatory moves only) and stores no plan, so a
+        site at `recommend` gets one stored plan a night, not one every few minutes.
+        """
         decision = automation.decide(
             prepared.problem, prepared.plan, level=self.settings.automation,
-            ve_levels=automation.ve_levels(self.engine), threshold=self.settings.threshold,
+            ve_levels=automation.ve_levels(self.engine),
+            threshold=self.settings.threshold if nightly else 1,
         )
+        if not nightly:
+            decision = replace(decision, recommend=replace(decision.recommend, moves=()))
         for h in decision.held:
             log.info("%s", KV("move_held", run=prepared.run_id, ve=h.move.ve, src=h.move.src,
                               dst=h.move.dst, reason=h.why))

@@ -30,10 +30,12 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / "tests" / "bin"
 
 
-def make_site(root: Path, *, backend: str = "simulate", now: float | None = None) -> Path:
-    """A small cluster (2 pairs, 12 VEs, crowded) collected into a spool; returns the config."""
+def make_site(root: Path, *, backend: str = "simulate", now: float | None = None,
+              ves: int = 12) -> Path:
+    """A small cluster (2 pairs, 12 VEs, crowded) collected into a spool; returns the config.
+    With 40 VEs the crowded pair cannot fail over."""
     now = time.time() if now is None else now
-    cluster = sim.generate(pairs=2, ves=12, seed=2008)
+    cluster = sim.generate(pairs=2, ves=ves, seed=2008)
     work = sim.Workload(cluster, root / "proc")
     for r in range(3):
         t = now - (2 - r) * sim.INTERVAL
@@ -85,6 +87,24 @@ def test_check_reports_and_moves_nothing(site: Path) -> None:
     assert lease.holder(eng, MONITOR_LEASE) is None  # released after the run
 
 
+def test_check_at_automatic_makes_only_the_mandatory_moves(tmp_path: Path) -> None:
+    """A pair that cannot fail over is repaired by the next check, not the next night;
+    moves that only even the load out wait for the nightly run."""
+    site = make_site(tmp_path, ves=40)
+    mon = Monitor(site, settings=MonitorSettings(automation="automatic"))
+    result = mon.run_once()
+    assert result.active and result.moved > 0
+    assert result.held > 0  # the optional moves wait for the night
+    eng = engine_of(site)
+    frame = journal.moves_frame(eng)
+    assert set(frame["state"]) == {"done"}
+    assert frame["reason"].str.contains("fail over|over max_utilisation").all()
+    with eng.connect() as conn:
+        assert conn.execute(select(plans)).first() is None  # the check stores no plan
+    again = mon.run_once()  # repaired: nothing mandatory is left
+    assert again.moved == 0
+
+
 def test_nightly_at_report_level_does_not_move(site: Path) -> None:
     result = Monitor(site).run_once(nightly=True)
     assert result.status == "done" and result.moved == 0
@@ -108,7 +128,9 @@ def test_nightly_recommend_stores_the_plan(site: Path) -> None:
     assert result.moved == 0
     with engine_of(site).connect() as conn:
         (row,) = conn.execute(select(plans)).all()
-    assert row.state == "open" and len(json.loads(row.moves)) == result.planned
+    stored = len(json.loads(row.moves))
+    assert row.state == "open" and stored > 0
+    assert stored + result.held == result.planned  # below the threshold: held, not stored
     mon.run_once(nightly=True)
     with engine_of(site).connect() as conn:
         states = conn.execute(select(plans.c.state).order_by(plans.c.id)).scalars().all()
