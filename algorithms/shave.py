@@ -5,9 +5,9 @@ fullest node a few per cent above what is possible, and a single move can no lon
 while exchanging two VEs can. This phase tries, for the fullest node, every single move off
 it and every swap of one of its VEs with a VE on another node, and takes the change that
 lowers that node's peak most, provided both nodes end below its old peak by at least what a
-migration must gain and at least ``FLOOR`` of its peak (twice that for a swap), and every step is valid
-(capacity, failover, rules, budget; each VE still moves at most once: a VE the plan moved
-already has its move replaced). It stops when the fullest node cannot be relieved.
+migration must gain and at least ``FLOOR`` of its peak (twice that for a swap), and every
+step is valid (capacity, failover, rules, budget; each VE still moves at most once: a VE the
+plan moved already has its move replaced). It stops when the fullest node cannot be relieved.
 
 Cost per step (A VEs on the fullest node, V VEs, R resources): O(A·V·R) for the swaps.
 """
