@@ -24,7 +24,9 @@ class Settings:
     weights[R]: how much each resource's imbalance counts in the score.
     max_moves / max_bytes: migration budget per plan (None = unlimited).
     max_moves_per_node: moves touching one node (as source or target) per plan.
-    min_gain: a move must lower the score by at least this much.
+    min_gain: a move is worth making when its score drop times the number of nodes is at
+      least this (a move's gain shrinks like 1/N, so the rule means the same at any size);
+      algorithms may ask more of a costlier migration to another pair.
     """
 
     max_utilisation: np.ndarray
@@ -33,7 +35,7 @@ class Settings:
     max_moves: int | None = 20
     max_bytes: int | None = None
     max_moves_per_node: int | None = None
-    min_gain: float = 1e-4
+    min_gain: float = 0.02
 
 
 @dataclass(frozen=True)

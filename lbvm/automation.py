@@ -43,12 +43,13 @@ from lbvm.store.schema import ves
 from lbvm.validate import validate
 
 THRESHOLDS = (1, 2, 3, 4, 5)
-_FACTOR = {1: math.inf, 2: 1000.0, 3: 100.0, 4: 10.0, 5: 1.0}
+_FACTOR = {1: math.inf, 2: 10.0, 3: 5.0, 4: 2.0, 5: 1.0}
 _TOL = 1e-9
 
 
 def required_gain(threshold: int, min_gain: float) -> float:
-    """The score drop an optional move needs at ``threshold`` (inf at 1: none qualifies)."""
+    """The gain × N (score drop times the number of nodes, as algorithms' min_gain is read)
+    an optional move needs at ``threshold`` (inf at 1: none qualifies)."""
     if threshold not in _FACTOR:
         raise ValueError(f"threshold {threshold!r} is not one of {THRESHOLDS}")
     return _FACTOR[threshold] * max(min_gain, 0.0)
@@ -199,9 +200,9 @@ def apply_threshold(
     need = required_gain(threshold, problem.settings.min_gain)
 
     def keep(j: Judged) -> str:
-        if j.mandatory or j.gain >= need:
+        if j.mandatory or j.gain * problem.n_nodes >= need:
             return ""
-        return f"gain {j.gain:.3g} below {need:.3g} (threshold {threshold})"
+        return f"gain×N {j.gain * problem.n_nodes:.3g} below {need:.3g} (threshold {threshold})"
 
     return select_moves(problem, plan, keep)
 
@@ -231,9 +232,9 @@ def decide(
     def actionable(j: Judged) -> str:
         if of(j.move.ve) == "report":
             return f"VE {j.move.ve} is at automation level report"
-        if j.mandatory or j.gain >= need:
+        if j.mandatory or j.gain * problem.n_nodes >= need:
             return ""
-        return f"gain {j.gain:.3g} below {need:.3g} (threshold {threshold})"
+        return f"gain×N {j.gain * problem.n_nodes:.3g} below {need:.3g} (threshold {threshold})"
 
     wanted, held, mandatory = select_moves(problem, plan, actionable)
     execute, later, _ = select_moves(

@@ -64,7 +64,7 @@ class BalanceConfig:
     max_moves: int | None = 20
     max_bytes: int | None = None
     max_moves_per_node: int | None = None
-    min_gain: float = 1e-4
+    min_gain: float = 0.02  # a move must lower the score by min_gain / N (N nodes)
     stale_after: float = 900.0
 
 

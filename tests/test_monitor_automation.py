@@ -55,11 +55,11 @@ def plan_of(*moves: Move) -> Plan:
 
 
 def test_threshold_maps_to_multiples_of_min_gain() -> None:
-    assert [required_gain(t, 1e-4) for t in (2, 3, 4, 5)] == pytest.approx(
-        [0.1, 0.01, 0.001, 1e-4])
-    assert required_gain(1, 1e-4) == math.inf
+    assert [required_gain(t, 0.02) for t in (2, 3, 4, 5)] == pytest.approx(
+        [0.2, 0.1, 0.04, 0.02])
+    assert required_gain(1, 0.02) == math.inf
     with pytest.raises(ValueError, match="threshold"):
-        required_gain(6, 1e-4)
+        required_gain(6, 0.02)
 
 
 def test_mandatory_moves_are_judged_from_the_problem() -> None:
