@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from algorithms.base import Plan, Problem
@@ -17,6 +19,23 @@ def finish(name: str, problem: Problem, st: State, notes: list[str]) -> Plan:
         score_after=problem.score(st.placement),
         notes=tuple(notes),
     )
+
+
+def repair_then(
+    name: str, problem: Problem, phase: Callable[[State, Problem], list[str]]
+) -> Plan:
+    """The plan of a plugin that repairs first: evacuations, overloaded nodes and pairs that
+    could not fail over (balance.mandatory), then the plugin's own ``phase``."""
+    from algorithms.balance import mandatory  # balance imports this module
+    from algorithms.pairs import check_shapes
+
+    check_shapes(problem)
+    st = State(problem)
+    notes: list[str] = []
+    if problem.n_ves and problem.n_nodes:
+        notes = mandatory(st)
+        notes += phase(st, problem)
+    return finish(name, problem, st, notes)
 
 
 def profile_of(problem: Problem) -> np.ndarray:

@@ -28,10 +28,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from algorithms.balance import mandatory
 from algorithms.base import Plan, Problem
-from algorithms.common import finish, inverse_capacity, node_sums, profile_of
-from algorithms.pairs import check_shapes
+from algorithms.common import inverse_capacity, node_sums, profile_of, repair_then
 from algorithms.state import Pick, State
 
 K_HOT = 8  # hottest nodes tried per round
@@ -48,13 +46,7 @@ class Peak:
     )
 
     def plan(self, problem: Problem) -> Plan:
-        check_shapes(problem)
-        st = State(problem)
-        notes: list[str] = []
-        if problem.n_ves and problem.n_nodes:
-            notes = mandatory(st)
-            notes += _flatten(st, problem)
-        return finish(self.name, problem, st, notes)
+        return repair_then(self.name, problem, _flatten)
 
 
 def _flatten(st: State, problem: Problem) -> list[str]:
