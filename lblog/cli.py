@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     from lblog.backlog import DEFAULT_DIR, DEFAULT_MAX
     from lblog.collect import SOURCES
     from lblog.deliver import DEFAULT_LOCK_WAIT
-    from lblog.ha.agent import CLUSTER_MODES, DRBD_MODES, PRIVATE_TEMPLATE
+    from lblog.ha.modes import CLUSTER_MODES, DRBD_MODES, PRIVATE_TEMPLATE
 
     parser = argparse.ArgumentParser(
         prog="lblog", description="LBVM node agent: collect VE usage into the shared spool."

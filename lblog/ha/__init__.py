@@ -1,61 +1,51 @@
 """HA-pair state: DRBD 8/9 replication and the cluster managers (Pacemaker, Heartbeat,
 rgmanager), parsed from their tools' output into frozen dataclasses. Standard library only.
+
+The names below load on first use (PEP 562), so the agent's cron run that only needs a
+constant from one submodule does not import every parser.
 """
 
-from lblog.ha.drbd8 import parse_proc_drbd
-from lblog.ha.drbd9 import parse_drbdadm_status, parse_drbdsetup_json, parse_events2
-from lblog.ha.health import PairHealth, pair_health
-from lblog.ha.heartbeat import (
-    heartbeat_state,
-    parse_haresources,
-    parse_hbstatus,
-    parse_listnodes,
-    parse_word,
-)
-from lblog.ha.model import (
-    ClusterFailure,
-    ClusterNode,
-    ClusterResource,
-    ClusterState,
-    DrbdResource,
-    DrbdStatus,
-    DrbdVolume,
-    HeartbeatGroup,
-    HeartbeatResource,
-)
-from lblog.ha.pacemaker import parse_crm_mon_xml
-from lblog.ha.pacemaker_text import parse_crm_mon_text
-from lblog.ha.probe import ClusterProbe, DrbdProbe, RunResult, probe_cluster, probe_drbd
-from lblog.ha.rgmanager import parse_clustat_text, parse_clustat_xml
+from __future__ import annotations
 
-__all__ = [
-    "ClusterFailure",
-    "ClusterNode",
-    "ClusterProbe",
-    "ClusterResource",
-    "ClusterState",
-    "DrbdProbe",
-    "DrbdResource",
-    "DrbdStatus",
-    "DrbdVolume",
-    "HeartbeatGroup",
-    "HeartbeatResource",
-    "PairHealth",
-    "RunResult",
-    "heartbeat_state",
-    "pair_health",
-    "parse_clustat_text",
-    "parse_clustat_xml",
-    "parse_crm_mon_text",
-    "parse_crm_mon_xml",
-    "parse_drbdadm_status",
-    "parse_drbdsetup_json",
-    "parse_events2",
-    "parse_haresources",
-    "parse_hbstatus",
-    "parse_listnodes",
-    "parse_proc_drbd",
-    "parse_word",
-    "probe_cluster",
-    "probe_drbd",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "ClusterFailure": "lblog.ha.model",
+    "ClusterNode": "lblog.ha.model",
+    "ClusterProbe": "lblog.ha.probe",
+    "ClusterResource": "lblog.ha.model",
+    "ClusterState": "lblog.ha.model",
+    "DrbdProbe": "lblog.ha.probe",
+    "DrbdResource": "lblog.ha.model",
+    "DrbdStatus": "lblog.ha.model",
+    "DrbdVolume": "lblog.ha.model",
+    "HeartbeatGroup": "lblog.ha.model",
+    "HeartbeatResource": "lblog.ha.model",
+    "PairHealth": "lblog.ha.health",
+    "RunResult": "lblog.ha.probe",
+    "heartbeat_state": "lblog.ha.heartbeat",
+    "pair_health": "lblog.ha.health",
+    "parse_clustat_text": "lblog.ha.rgmanager",
+    "parse_clustat_xml": "lblog.ha.rgmanager",
+    "parse_crm_mon_text": "lblog.ha.pacemaker_text",
+    "parse_crm_mon_xml": "lblog.ha.pacemaker",
+    "parse_drbdadm_status": "lblog.ha.drbd9",
+    "parse_drbdsetup_json": "lblog.ha.drbd9",
+    "parse_events2": "lblog.ha.drbd9",
+    "parse_haresources": "lblog.ha.heartbeat",
+    "parse_hbstatus": "lblog.ha.heartbeat",
+    "parse_listnodes": "lblog.ha.heartbeat",
+    "parse_proc_drbd": "lblog.ha.drbd8",
+    "parse_word": "lblog.ha.heartbeat",
+    "probe_cluster": "lblog.ha.probe",
+    "probe_drbd": "lblog.ha.probe",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_WHERE[name]), name)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from lblog.errors import LbvmError, ParseError
 from lblog.ha.model import ClusterState, DrbdStatus
+from lblog.ha.modes import CLUSTER_MODES, DRBD_MODES, PRIVATE_TEMPLATE
 from lblog.ha.probe import (
     ClusterProbe,
     DrbdProbe,
@@ -35,9 +36,6 @@ from lblog.ha.probe import (
 from lblog.ha.report import HaReport, VeMapping
 from lblog.procfile import read_text
 
-DRBD_MODES = ("auto", "proc", "drbdsetup", "none")
-CLUSTER_MODES = ("pacemaker", "heartbeat", "rgmanager", "none")
-PRIVATE_TEMPLATE = "/vz/private/{ve}"
 _MINOR = re.compile(r"^/dev/drbd([0-9]+)$")
 _BY_RES = re.compile(r"^/dev/drbd/by-res/([^/]+)(?:/[0-9]+)?$")
 _VE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
