@@ -51,6 +51,35 @@ class NodeConfig:
     mem_bytes: int | None = None
 
 
+RULE_KINDS = ("must", "should")
+GROUP_KINDS = ("affinity", "anti-affinity")
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    """A placement rule: VEs matching the globs ``ves`` go to ``nodes`` or ``pairs``.
+
+    kind "must" limits where they may run; "should" is a preference the algorithms weigh.
+    ``name`` (default "rules[i]") is how errors and logs name the rule.
+    """
+
+    name: str
+    ves: tuple[str, ...]
+    nodes: tuple[str, ...] = ()
+    pairs: tuple[str, ...] = ()
+    kind: str = "must"
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """VEs matching the globs ``ves`` share a node (affinity) or never share an HA pair
+    (anti-affinity)."""
+
+    name: str
+    kind: str
+    ves: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class BalanceConfig:
     algorithm: str = "balance"
@@ -180,6 +209,8 @@ class Config:
     ha: HaConfig = field(default_factory=HaConfig)
     switchover: SwitchoverConfig = field(default_factory=SwitchoverConfig)
     rolling: RollingConfig = field(default_factory=RollingConfig)
+    rules: tuple[RuleConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
 
     def pair_of(self) -> dict[str, str]:
         """node name -> pair name."""
@@ -242,6 +273,80 @@ def _nodes(raw: dict[str, Any], where: str) -> tuple[NodeConfig, ...]:
     return tuple(out)
 
 
+def _strings(item: dict[str, Any], key: str, where: str, *, required: bool = False
+             ) -> tuple[str, ...]:
+    value = item.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.{key} must be a list of names")
+    if required and not value:
+        raise ConfigError(f"{where}.{key} must name at least one VE (globs such as web-*)")
+    return tuple(value)
+
+
+def _table(item: Any, where: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = set(item) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return item
+
+
+def _rules(raw: dict[str, Any], where: str, pairs: tuple[PairConfig, ...]
+           ) -> tuple[RuleConfig, ...]:
+    items = raw.get("rules", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: rules must be an array of tables ([[rules]])")
+    nodes = {n for p in pairs for n in p.nodes}
+    pair_names = {p.name for p in pairs}
+    out = []
+    for i, item in enumerate(items):
+        key = f"{where}: rules[{i}]"
+        item = _table(item, key, {"name", "ves", "nodes", "pairs", "kind"})
+        name = item.get("name", f"rules[{i}]")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}.name must be a non-empty string")
+        kind = item.get("kind", "must")
+        if kind not in RULE_KINDS:
+            raise ConfigError(f"{key}.kind: {kind!r} is not one of {', '.join(RULE_KINDS)}")
+        rule = RuleConfig(name, _strings(item, "ves", key, required=True),
+                          _strings(item, "nodes", key), _strings(item, "pairs", key), kind)
+        if not rule.nodes and not rule.pairs:
+            raise ConfigError(f"{key} needs nodes = [...] or pairs = [...]")
+        # Unknown names are caught here when the pairs are known; lbvm.rules checks again.
+        if pairs:
+            bad = [n for n in rule.nodes if n not in nodes]
+            if bad:
+                raise ConfigError(f"{key}.nodes: {bad[0]!r} is in no [[pairs]]")
+            bad = [p for p in rule.pairs if p not in pair_names]
+            if bad:
+                raise ConfigError(f"{key}.pairs: no pair is named {bad[0]!r}")
+        out.append(rule)
+    return tuple(out)
+
+
+def _groups(raw: dict[str, Any], where: str) -> tuple[GroupConfig, ...]:
+    items = raw.get("groups", [])
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: groups must be an array of tables ([[groups]])")
+    out = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        key = f"{where}: groups[{i}]"
+        item = _table(item, key, {"name", "kind", "ves"})
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{key}.name must be a non-empty string")
+        if name in seen:
+            raise ConfigError(f"{key}.name: group {name!r} is defined twice")
+        seen.add(name)
+        kind = item.get("kind")
+        if kind not in GROUP_KINDS:
+            raise ConfigError(f"{key}.kind: {kind!r} is not one of {', '.join(GROUP_KINDS)}")
+        out.append(GroupConfig(name, kind, _strings(item, "ves", key, required=True)))
+    return tuple(out)
+
+
 def load(path: str | Path | None) -> Config:
     """Load and validate a config file; ``None`` gives the defaults."""
     if path is None:
@@ -257,7 +362,7 @@ def load(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
     where = str(path)
     top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor", "ha",
-           "switchover", "rolling"}
+           "switchover", "rolling", "rules", "groups"}
     unknown = set(raw) - top
     if unknown:
         raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
@@ -268,11 +373,12 @@ def load(path: str | Path | None) -> Config:
         if rel and rel != ":memory:":
             database = "sqlite:///" + str(base / rel)
     spool = base / Path(raw.get("spool", str(Config.spool)))
+    pairs = _pairs(raw, where)
     return Config(
         path=path,
         database=database,
         spool=spool,
-        pairs=_pairs(raw, where),
+        pairs=pairs,
         nodes=_nodes(raw, where),
         balance=section(raw, "balance", BalanceConfig, where),
         executor=section(raw, "executor", ExecutorConfig, where),
@@ -280,4 +386,6 @@ def load(path: str | Path | None) -> Config:
         ha=section(raw, "ha", HaConfig, where),
         switchover=section(raw, "switchover", SwitchoverConfig, where),
         rolling=section(raw, "rolling", RollingConfig, where),
+        rules=_rules(raw, where, pairs),
+        groups=_groups(raw, where),
     )
