@@ -20,7 +20,7 @@ _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DURATION_KEYS = frozenset(
     {"window", "timeout", "stale_after", "check_every", "lease_ttl", "misfire_grace",
      "hook_timeout", "locate_timeout", "pause", "cooldown", "failed_cooldown", "db_retry_max",
-     "step_timeout", "command_timeout", "wait_timeout", "poll_every"}
+     "step_timeout", "command_timeout", "wait_timeout", "poll_every", "clock_skew_max"}
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -157,6 +157,16 @@ SSH = ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10")
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """How long samples are kept, and when a node's clock is too far off."""
+
+    raw_days: float = 14.0  # raw 5-minute samples
+    rollup_days: float = 365.0  # hourly rollups (mean, p95, max)
+    clock_skew_max: float = 120.0  # warn when a node's clock is further off than this
+    ingest_jobs: int | None = None  # parsing processes (None: 2 for large spools)
+
+
+@dataclass(frozen=True)
 class HaConfig:
     """HA-pair state reported by lblog: older than ``stale_after`` (default: the balance
     section's) counts as unknown."""
@@ -206,6 +216,7 @@ class Config:
     balance: BalanceConfig = field(default_factory=BalanceConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     ha: HaConfig = field(default_factory=HaConfig)
     switchover: SwitchoverConfig = field(default_factory=SwitchoverConfig)
     rolling: RollingConfig = field(default_factory=RollingConfig)
@@ -250,6 +261,9 @@ def _pairs(raw: dict[str, Any], where: str) -> tuple[PairConfig, ...]:
     for i, item in enumerate(raw.get("pairs", [])):
         if not isinstance(item, dict) or not isinstance(item.get("nodes"), list):
             raise ConfigError(f"{where}: pairs[{i}] needs nodes = [\"a\", \"b\"]")
+        unknown = set(item) - {"name", "nodes"}
+        if unknown:  # e.g. a top-level key written after [[pairs]] lands here
+            raise ConfigError(f"{where}: unknown key(s) in pairs[{i}]: {sorted(unknown)}")
         members = item["nodes"]
         if len(members) != 2 or not all(isinstance(n, str) for n in members):
             raise ConfigError(f"{where}: pairs[{i}].nodes must name exactly two nodes")
@@ -361,7 +375,7 @@ def load(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     where = str(path)
-    top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor", "ha",
+    top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor", "store", "ha",
            "switchover", "rolling", "rules", "groups"}
     unknown = set(raw) - top
     if unknown:
@@ -383,6 +397,7 @@ def load(path: str | Path | None) -> Config:
         balance=section(raw, "balance", BalanceConfig, where),
         executor=section(raw, "executor", ExecutorConfig, where),
         monitor=section(raw, "monitor", MonitorConfig, where),
+        store=section(raw, "store", StoreConfig, where),
         ha=section(raw, "ha", HaConfig, where),
         switchover=section(raw, "switchover", SwitchoverConfig, where),
         rolling=section(raw, "rolling", RollingConfig, where),
