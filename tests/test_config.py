@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ def test_example_config_loads() -> None:
     assert cfg.balance == Config().balance
     assert cfg.executor == Config().executor
     assert cfg.monitor == Config().monitor
-    for name in ("ha", "switchover", "rolling"):
+    for name in ("store", "ha", "switchover", "rolling"):
         assert getattr(cfg, name) == getattr(Config(), name)
 
 
@@ -61,3 +62,21 @@ def test_missing_file() -> None:
 @pytest.mark.parametrize(("text", "secs"), [("90s", 90), ("5m", 300), ("24h", 86400), (7, 7)])
 def test_durations(text: str | int, secs: float) -> None:
     assert parse_duration(text) == secs
+
+
+def test_example_rules_load_when_uncommented(tmp_path: Path) -> None:
+    text = (ROOT / "share" / "lbvm.toml.example").read_text()
+    head, _, examples = text.partition("\n# [[rules]]")
+    assert examples, "the example config shows [[rules]]"
+    tail = "\n".join(
+        line[2:] if re.match(r"# (\[\[|[a-z]+ = )", line) else line
+        for line in ("# [[rules]]" + examples).splitlines()
+    )
+    (tmp_path / "lbvm.toml").write_text(head + "\n" + tail)
+    cfg = load(tmp_path / "lbvm.toml")
+    assert [(r.name, r.kind, r.pairs, r.nodes) for r in cfg.rules] == [
+        ("licensed-on-pair1", "must", ("pair1",), ()),
+        ("rules[1]", "should", (), ("node3",)),
+    ]
+    assert [(g.name, g.kind, g.ves) for g in cfg.groups] == [
+        ("db", "anti-affinity", ("db-1", "db-2"))]
