@@ -42,6 +42,7 @@ from lbvm.cycle import CycleResult, Prepared, apply_plan, prepare
 from lbvm.errors import LbvmError, StaleData, StoreError
 from lbvm.executor import MoveResult, backend_from_config
 from lbvm.reconcile import Reconciled, reconcile
+from lbvm.store import retention
 from lbvm.store.engine import connect
 from lbvm.store.events import record_event
 from lbvm.store.ingest import ingest
@@ -301,11 +302,14 @@ class Monitor:
         config, engine = self.config, self.engine
         now = self.clock()
         try:
-            got = ingest(engine, config.spool, now=now)
+            got = ingest(engine, config.spool, now=now, jobs=config.store.ingest_jobs,
+                         skew_threshold=config.store.clock_skew_max)
             log.info("%s", KV("ingested", job=job, files=got.files, ve_rows=got.ve_rows,
                               quarantined=got.quarantined))
         except LbvmError as exc:  # planning on what the store has is still worth it
             log.error("%s", KV("ingest_failed", job=job, error=exc))
+        if nightly:
+            self._retention(engine, config, now)
         try:
             prepared = prepare(engine, config, kind=job, now=now)
             decision = None if prepared.reasons else self._decide(prepared, nightly)
@@ -338,6 +342,15 @@ class Monitor:
         held = len(decision.held) if decision is not None else 0
         return TickResult(True, cycle.status, cycle.run_id, len(cycle.plan.moves), moved,
                           message="; ".join(cycle.reasons), stored_plan=stored, held=held)
+
+    def _retention(self, engine: Engine, config: Config, now: float) -> None:
+        """Roll raw samples up into hours and drop what is past [store] retention."""
+        try:
+            kept = retention.run(engine, now, config.store.raw_days, config.store.rollup_days)
+            log.info("%s", KV("retention", hours=kept.hours, raw_deleted=kept.raw_deleted,
+                              rollups_deleted=kept.rollups_deleted))
+        except LbvmError as exc:  # the plan does not depend on it
+            log.error("%s", KV("retention_failed", error=exc))
 
     def _decide(self, prepared: Prepared, nightly: bool) -> automation.Decision:
         """Split the plan by automation level and threshold; log what is held back.
