@@ -215,3 +215,24 @@ def test_stored_tables_round_trip(config: Config, engine: Engine) -> None:
     tables = load_ha(engine)
     assert len(tables.reports) == 4 and len(tables.members) == 16
     assert set(tables.ves["ve"]) == set(CLUSTER)
+
+
+def test_wired_end_to_end_no_move_lands_on_a_degraded_pair(config: Config, engine: Engine) -> None:
+    """No manual hooks: ingest stores the `ha` key, build_problem folds it in, every plan and
+    the validator honour it."""
+    from lbvm.cycle import run_cycle
+
+    now = time.time()
+    reports = healthy(now)
+    reports["vz2a"] = report("vz2a", nodes=members(vz2b={"unclean": True, "online": False}))
+    write_ha(config.spool, reports, now - 10)
+    ingest(engine, config.spool)
+    problem = build_problem(engine, config, now=now)
+    degraded = {n for n, d in zip(problem.nodes, problem.degraded, strict=True) if d}
+    assert degraded == {"vz2a", "vz2b"}
+    cycle = run_cycle(engine, config, execute=False, now=now)
+    assert not cycle.reasons
+    assert not {m.dst for m in cycle.plan.moves} & degraded
+    src = problem.nodes[problem.placement[problem.ves.index("101")]]
+    into = Plan("manual", (Move("101", src, "vz2b", "migrate"),), 0.0, 0.0)
+    assert any("pair2 is degraded" in r for r in validate(problem, into))
