@@ -113,14 +113,24 @@ def cooled(engine: Engine, problem: Problem, now: float | None) -> Problem:
 
 
 def prepare_move(
-    engine: Engine, config: Config, ve: str, node: str, *, now: float | None = None
+    engine: Engine,
+    config: Config,
+    ve: str,
+    node: str,
+    *,
+    now: float | None = None,
+    force: bool = False,
 ) -> Prepared:
-    """Open a 'migrate' run for moving ``ve`` to ``node``, validated like any plan."""
+    """Open a 'migrate' run for moving ``ve`` to ``node``, validated like any plan.
+
+    An operator's move must also keep the should-rules (preferences) unless ``force``;
+    must-rules (capacity, failover, pins, maintenance, HA) hold whatever ``force`` says.
+    """
     run_id = journal.start_run(engine, "migrate", "manual")
     try:
         problem = build_problem(engine, config, now=now)
         plan, reasons = one_move_plan(problem, ve, node)
-        reasons += tuple(validate(problem, plan))
+        reasons += tuple(validate(problem, plan, strict_should=not force))
     except LbvmError as exc:
         _fail(engine, run_id, exc)
         raise

@@ -26,8 +26,9 @@ def migrate(
     A move inside the VE's pair is a switchover; to another pair, a migration. It is refused
     with the validator's reasons when the target would be over [balance].max_utilisation,
     a pair could no longer fail over, the VE is pinned, or the node is in maintenance.
-    These are must-rules: --force never overrides them. --force only overrides
-    should-rules (preferences); none of today's rules is one, so today it changes nothing.
+    These are must-rules: --force never overrides them. A move against a should-rule (a
+    `kind = "should"` rule of the config: where a VE would rather run) is refused too,
+    unless --force.
     --dry-run shows the validated plan and moves nothing. The move is journalled like any
     other (`lbm log`, `lbm history`). Output as `lbm plan`.
 
@@ -36,5 +37,5 @@ def migrate(
     from lbvm.cycle import prepare_move
 
     backend = backend_for(state, dry_run)
-    prepared = prepare_move(state.engine, state.config, veid, node)
+    prepared = prepare_move(state.engine, state.config, veid, node, force=force)
     act(state, prepared, backend, yes=yes, fmt=fmt)
