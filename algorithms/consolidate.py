@@ -5,22 +5,29 @@ keeps — ``max_utilisation`` on each node and failover headroom in each pair (t
 of a kept pair can still carry it) — with few moves: pairs are emptied whole, least loaded
 first, and VEs on kept pairs stay where they are. Each pair's VEs go best-fit decreasing
 (largest first, each to the kept node it fills most tightly); if any of them fits nowhere,
-that pair's moves are taken back and it stays powered. Empty pairs that could be powered
-down are listed in the notes (``pair=A+B can be powered down``).
+that pair's moves are taken back and it stays powered. A target keeps ``HEADROOM`` of its
+node limit and of its pair's limit free, so the next plan does not start with repairs. Empty
+pairs that could be powered down are listed in the notes (``pair=A+B can be powered down``).
 
 What it needs: ``demand``, ``capacity``, ``placement``, ``pair`` and the rules. Pairs with a
 VE that cannot leave (pinned, in an affinity group, rules) are kept. Nodes outside any pair
-are never emptied. Evacuations and repairs come first, as in ``balance``.
+are never emptied. Evacuations and repairs come first, as in ``balance``, onto pairs that
+already carry VEs when they can (so no powered-down pair is switched on for them). Emptying a
+pair can make room for an evacuation that was stuck; evacuating and packing then run again
+(at most ``ROUNDS`` times), so a second run on the result finds what the first left.
 
 Limits: greedy (best-fit decreasing is within 11/9 of the fewest bins for one resource, no
 such bound for several); it does not balance the pairs it keeps — run ``balance`` after.
-Budgets can stop it part way: a pair is only counted when it is empty.
+Budgets can stop it part way: a pair is only counted when it is empty. After ``GIVE_UP``
+pairs in a row could not be emptied it stops trying (the later pairs are fuller still).
 
-Cost in V, N (v̄ VEs per pair): per pair tried O(v̄ · N · R) to place its VEs.
+Cost in V, N (v̄ VEs per pair): per pair tried O(v̄ · N · R) to place its VEs; at most
+``GIVE_UP`` failed pairs per round.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -29,7 +36,11 @@ from algorithms.balance import mandatory
 from algorithms.base import Plan, Problem
 from algorithms.common import finish
 from algorithms.pairs import check_shapes
-from algorithms.state import Pick, State, members
+from algorithms.state import Pick, State
+
+HEADROOM = 0.9  # a packing target stays under this share of its node limit and pair limit
+ROUNDS = 3  # evacuate-and-pack rounds: a later one runs only when the last changed something
+GIVE_UP = 8  # pairs in a row that could not be emptied before packing stops trying
 
 
 class Consolidate:
@@ -46,53 +57,131 @@ class Consolidate:
         st = State(problem)
         notes: list[str] = []
         if problem.n_ves and problem.n_nodes:
-            notes = mandatory(st)
-            notes += _pack(st, problem)
+            notes = _rounds(st, problem)
         return finish(self.name, problem, st, notes)
 
 
-def _pack(st: State, problem: Problem) -> list[str]:
-    pairs = members(st.pair, len(st.plim))
+def _rounds(st: State, problem: Problem) -> list[str]:
+    """Mandatory moves then packing, again while packing freed room for a stuck evacuation."""
+    notes = _mandatory(st)
+    for _ in range(ROUNDS - 1):
+        before = st.placement.copy()
+        _pack(st)
+        if not st.budget_left():
+            break
+        moves = len(st.moves)
+        later = _mandatory(st)
+        if len(st.moves) == moves:
+            break
+        notes.append(f"emptying pairs made room for {len(st.moves) - moves} more mandatory "
+                     "move(s)")
+        notes += [n for n in later if n not in notes]
+        if np.array_equal(before, st.placement):
+            break
+    else:
+        _pack(st)
+    return notes + _power_notes(st, problem)
+
+
+def _mandatory(st: State) -> list[str]:
+    """Evacuations and repairs, onto pairs that already carry VEs first (and nodes outside
+    any pair), then anywhere; the notes of the unrestricted pass say what is left undone."""
+    in_use = _in_use(st)
+    if in_use.all():
+        return _mandatory_now(st)
+    maint, dst_ok = st.maint, st.dst_ok
+    # unused nodes count as maintenance (never targets) for the first pass; the state
+    # recomputes dst_ok from maint when a node's move budget runs out, so both are set
+    st.maint = maint | ~in_use
+    st.dst_ok = dst_ok & in_use
+    moves = len(st.moves)
+    try:
+        _mandatory_now(st)
+    finally:
+        st.maint = maint
+        st.dst_ok = _dst_ok(st)
+    first = len(st.moves) - moves
+    notes = [f"{first} evacuation or repair move(s) onto pairs already carrying VEs"
+             ] if first else []
+    return notes + _mandatory_now(st)
+
+
+def _mandatory_now(st: State) -> list[str]:
+    """``mandatory`` on the current placement: the evacuation reads anti-affinity crowding
+    from ``st.p``, so it is shown where the VEs are now (a VE whose peer has left its pair
+    since is not sent away)."""
+    st.p = replace(st.p, placement=st.placement.copy())
+    return mandatory(st)
+
+
+def _in_use(st: State) -> np.ndarray:
+    """[N] bool: nodes outside any pair, and the nodes of pairs carrying VEs."""
+    carried = np.zeros(len(st.plim) + 1, dtype=bool)
+    carried[st.pair[st.placement]] = True  # -1 (outside pairs) lands on the spare last slot
+    carried[-1] = True
+    return carried[st.pair]
+
+
+def _dst_ok(st: State) -> np.ndarray:
+    """Targets as the state defines them: not in maintenance, node move budget left."""
+    per_node = st.p.settings.max_moves_per_node
+    ok = ~st.maint
+    return ok if per_node is None else ok & (st.node_moves < per_node)
+
+
+def _pack(st: State) -> None:
+    """Empty whole pairs, least loaded first, into the pairs that stay."""
+    pairs = st.members
     n_pairs = len(pairs)
     if n_pairs < 2:
-        return []
-    ves_of = [np.array([v for n in m for v in st.node_ves[n]], dtype=np.int64) for m in pairs]
-    on_pair = np.bincount(st.pair[st.placement][st.pair[st.placement] >= 0],
-                          minlength=n_pairs)
-    free_on_pair = np.array([len(x) for x in ves_of])
+        return
+    on = st.pair[st.placement]
+    on_pair = np.bincount(on[on >= 0], minlength=n_pairs)
+    free_on_pair = np.array([sum(len(st.node_ves[n]) for n in m) for m in pairs])
     # a pair with a VE that cannot leave is kept
     keep = on_pair != free_on_pair
     share = (st.pload * st.inv_plim).max(axis=1)
     dropped = on_pair == 0
-    notes: list[str] = []
+    failed = 0
     for p in np.argsort(share, kind="stable"):
         if dropped[p] or keep[p]:
             continue
-        if (~dropped).sum() <= 1 or not st.budget_left():
+        if (~dropped).sum() <= 1 or not st.budget_left() or failed >= GIVE_UP:
             break
         here = np.array([v for n in pairs[p] for v in st.node_ves[n]], dtype=np.int64)
-        if _empty(st, pairs, dropped, int(p), here, problem):
+        if _empty(st, dropped, int(p), here):
             dropped[p] = True
-    for p in np.flatnonzero(dropped):
-        names = "+".join(problem.nodes[n] for n in pairs[p])
-        notes.append(f"pair={names} can be powered down (no VEs left)")
-    kept = int((~dropped).sum())
-    notes.append(f"{kept} of {n_pairs} pair(s) carry VEs")
+            failed = 0
+        else:
+            failed += 1
+
+
+def _power_notes(st: State, problem: Problem) -> list[str]:
+    """Which pairs carry no VE at the end of the plan."""
+    n_pairs = len(st.members)
+    if n_pairs < 2:
+        return []
+    on = st.pair[st.placement]
+    empty = np.bincount(on[on >= 0], minlength=n_pairs) == 0
+    notes = [f"pair={'+'.join(problem.nodes[n] for n in st.members[p])} can be powered down "
+             "(no VEs left)" for p in np.flatnonzero(empty)]
+    notes.append(f"{int((~empty).sum())} of {n_pairs} pair(s) carry VEs")
     return notes
 
 
-def _empty(st: State, pairs: list[np.ndarray], dropped: np.ndarray, p: int, vs: np.ndarray,
-           problem: Problem) -> bool:
+def _empty(st: State, dropped: np.ndarray, p: int, vs: np.ndarray) -> bool:
     """Move every VE of pair ``p`` onto the kept pairs, or take the moves back."""
+    pairs = st.members
     closed = np.zeros(st.n, dtype=bool)
     for q in np.flatnonzero(dropped):
         closed[pairs[q]] = True
     closed[pairs[p]] = True
     size = (st.dem[vs] * st.inv_cap[st.placement[vs]]).max(axis=1)
     made: list[tuple[int, int]] = []  # (VE, node it was on before this pair's moves)
-    names = "+".join(problem.nodes[n] for n in pairs[p])
+    names = "+".join(st.p.nodes[n] for n in pairs[p])
     for v in vs[np.argsort(-size, kind="stable")]:
         ds = np.flatnonzero(st.open_targets() & ~closed)
+        ds = ds[_headroom(st, int(v), ds)]
         ok = np.zeros(0, dtype=bool)
         if len(ds) and st.budget_left():
             g, cost = st.gains(np.array([v]), ds)
@@ -108,3 +197,16 @@ def _empty(st: State, pairs: list[np.ndarray], dropped: np.ndarray, p: int, vs: 
         made.append((int(v), int(st.placement[v])))
         st.apply(Pick(int(v), d, 0.0), f"empty pair {names} to power it down; ")
     return True
+
+
+def _headroom(st: State, v: int, ds: np.ndarray) -> np.ndarray:
+    """[D] bool: targets that stay under HEADROOM of their node limit, and of their pair's
+    limit when the VE comes from another pair, once ``v`` is on them."""
+    dem = st.dem[v]
+    ok = (st.load[ds] + dem <= HEADROOM * st.limit[ds] + 1e-9).all(axis=1)
+    pd = st.pair[ds]
+    other = (pd >= 0) & (pd != st.pair[st.placement[v]])
+    if other.any():
+        q = pd[other]
+        ok[other] &= (st.pload[q] + dem <= HEADROOM * st.plim[q] + 1e-9).all(axis=1)
+    return ok
