@@ -37,16 +37,36 @@ __all__ = ["apply", "failcnt_growth", "matching"]
 
 log = logging.getLogger(__name__)
 
+_WILD = re.compile(r"[*?\[]")
 _GROUP_FIELD = {"affinity": "affinity", "anti-affinity": "anti_affinity"}
 
 
-def matching(globs: Sequence[str], ves: Sequence[str]) -> np.ndarray:
-    """[V] bool: the VEs any of ``globs`` matches (one compiled regex over all VEs)."""
-    if not globs or not len(ves):
-        return np.zeros(len(ves), dtype=bool)
-    pattern = "|".join(fnmatch.translate(g) for g in globs)
-    hit = pd.Series(list(ves), dtype=object).str.match(re.compile(pattern))
-    return hit.to_numpy(dtype=bool)
+def matching(globs: Sequence[str], ves: Sequence[str] | np.ndarray) -> np.ndarray:
+    """[V] bool: the VEs any of ``globs`` matches.
+
+    Plain ids and ``prefix*`` globs, the usual ones, are numpy set and string operations;
+    other globs share one compiled regex.
+    """
+    names = np.asarray(ves, dtype=str) if not isinstance(ves, np.ndarray) else ves
+    out = np.zeros(len(names), dtype=bool)
+    if not len(names):
+        return out
+    plain, prefixes, other = [], [], []
+    for glob in globs:
+        if not _WILD.search(glob):
+            plain.append(glob)
+        elif glob.endswith("*") and not _WILD.search(glob[:-1]):
+            prefixes.append(glob[:-1])
+        else:
+            other.append(glob)
+    if plain:
+        out |= np.isin(names, plain)
+    for prefix in prefixes:
+        out |= np.char.startswith(names, prefix)
+    if other:
+        match = re.compile("|".join(fnmatch.translate(g) for g in other)).match
+        out |= np.fromiter(map(bool, map(match, names.tolist())), dtype=bool, count=len(names))
+    return out
 
 
 def _targets(rule: RuleConfig, problem: Problem, config: Config) -> np.ndarray:
@@ -68,33 +88,50 @@ def _targets(rule: RuleConfig, problem: Problem, config: Config) -> np.ndarray:
     return out
 
 
-def _rules(problem: Problem, config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """(must[V, N], should[V, N]) from the config's rules; must is all True without rules."""
-    must = np.ones((problem.n_ves, problem.n_nodes), dtype=bool)
-    should = np.zeros((problem.n_ves, problem.n_nodes), dtype=bool)
-    by: list[tuple[RuleConfig, np.ndarray]] = []
+def _rules(problem: Problem, config: Config, names: np.ndarray
+           ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(allowed[V, N] narrowed by the must rules, should[V, N] or None); (None, None) when no
+    rule matches a VE.
+
+    VEs matched by the same set of rules share one target row, so the work is one pass per
+    distinct set (a handful on a real site), not per VE or per rule.
+    """
+    kept: list[tuple[RuleConfig, np.ndarray]] = []
+    hits = []
     for rule in config.rules:
         targets = _targets(rule, problem, config)
-        hit = matching(rule.ves, problem.ves)
+        hit = matching(rule.ves, names)
         if not hit.any():
             log.warning("rule %s matches no VE of the window (%s)", rule.name,
                         ", ".join(rule.ves))
             continue
-        if rule.kind == "must":
-            must[hit] &= targets
-            by.append((rule, hit))
-        else:
-            should[hit] |= targets
-    stuck = ~must.any(axis=1)
-    if stuck.any():
-        v = int(np.argmax(stuck))
-        names = ", ".join(r.name for r, hit in by if hit[v])
-        raise ConfigError(f"VE {problem.ves[v]}: must rules {names} leave it no node")
-    return must, should
+        kept.append((rule, targets))
+        hits.append(hit)
+    if not kept:
+        return None, None
+    combos, inverse = np.unique(np.stack(hits, axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    allowed = np.array(problem.allowed, dtype=bool)
+    should: np.ndarray | None = None
+    for c, combo in enumerate(combos):
+        rows = inverse == c
+        musts = [(r, t) for (r, t), on in zip(kept, combo, strict=True) if on and r.kind == "must"]
+        if musts:
+            target = np.logical_and.reduce([t for _, t in musts])
+            if not target.any():
+                culprits = ", ".join(r.name for r, _ in musts)
+                ve = problem.ves[int(np.argmax(rows))]
+                raise ConfigError(f"VE {ve}: must rules {culprits} leave it no node")
+            allowed[rows] &= target
+        shoulds = [t for (r, t), on in zip(kept, combo, strict=True) if on and r.kind == "should"]
+        if shoulds:
+            if should is None:
+                should = np.zeros_like(allowed)
+            should[rows] = np.logical_or.reduce(shoulds)
+    return allowed, should
 
 
-def _group_ids(groups: Sequence[GroupConfig], ves: Sequence[str], start: int
-               ) -> np.ndarray:
+def _group_ids(groups: Sequence[GroupConfig], ves: np.ndarray, start: int) -> np.ndarray:
     """[V] ids (-1: none) of one kind of group, numbered from ``start`` in config order."""
     out = np.full(len(ves), -1, dtype=np.int64)
     for gid, group in enumerate(groups, start=start):
@@ -134,10 +171,12 @@ def apply(problem: Problem, config: Config, *, failcnt: np.ndarray | None = None
         if failcnt.shape != (problem.n_ves,):
             raise ValueError(f"failcnt has shape {failcnt.shape}, not ({problem.n_ves},)")
     changes: dict[str, Any] = {}
+    names = np.asarray(problem.ves if config.rules or config.groups else (), dtype=str)
     if config.rules:
-        must, should = _rules(problem, config)
-        changes["allowed"] = np.asarray(problem.allowed, dtype=bool) & must
-        if should.any():
+        allowed, should = _rules(problem, config, names)
+        if allowed is not None:
+            changes["allowed"] = allowed
+        if should is not None:
             old = problem.preferred
             changes["preferred"] = should if old is None else np.asarray(old, bool) | should
     for kind, name in _GROUP_FIELD.items():
@@ -146,7 +185,7 @@ def apply(problem: Problem, config: Config, *, failcnt: np.ndarray | None = None
             continue
         old = getattr(problem, name)
         start = int(np.max(old)) + 1 if old is not None and len(old) else 0
-        new = _group_ids(groups, problem.ves, max(start, 0))
+        new = _group_ids(groups, names, max(start, 0))
         changes[name] = _merge_groups(old, new, kind, problem.ves)
     if failcnt is not None:
         changes["failcnt"] = failcnt
