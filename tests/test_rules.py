@@ -210,6 +210,12 @@ def test_glob_is_case_sensitive_and_whole_name() -> None:
         True, False, False]
     assert rules.matching(["1?1", "db-[12]"], ["101", "1011", "db-2", "db-3"]).tolist() == [
         True, False, True, False]
+    # plain ids, prefixes and other globs mixed in one rule
+    assert rules.matching(["x*", "x?", "7"], ["x", "xy", "7", "77", "y"]).tolist() == [
+        True, True, True, False, False]
+    assert rules.matching(["a?", "a*b"], ["a", "ab", "axxb", "abc"]).tolist() == [
+        False, True, True, False]
+    assert rules.matching(["*"], []).tolist() == []
 
 
 def test_failcnt_is_checked_and_stored() -> None:
