@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from algorithms.base import Problem, Settings
-from lbvm import hastate
+from lbvm import hastate, rules
 from lbvm.config import RESOURCES, BalanceConfig, Config
 from lbvm.errors import ConfigError, StaleData
 from lbvm.store import queries
@@ -181,4 +181,7 @@ def build_problem(engine: Engine, config: Config, *, now: float | None = None) -
     paired = nodes[nodes["pair"].notna()].reset_index(drop=True)
     problem = problem_from_frame(_ve_frame(engine, config, start, now), paired, config.balance)
     # Degraded pairs take no new VEs; unhealthy replication forbids a switchover.
-    return hastate.apply(problem, engine, config, now)
+    problem = hastate.apply(problem, engine, config, now)
+    # The site's placement rules and groups, and each VE's beancounter failures.
+    failcnt = rules.failcnt_growth(engine, problem.ves, start, now)
+    return rules.apply(problem, config, failcnt=failcnt)

@@ -231,6 +231,21 @@ def test_migrate_validates_and_journals(cfg: Path) -> None:
     assert unknown.exit_code == 1 and unknown.output.startswith("Error: VE 'nope'")
 
 
+def test_migrate_force_overrides_only_should_rules(cfg: Path) -> None:
+    text = cfg.read_text()
+    cfg.write_text(text + '\n[[rules]]\nname = "201 likes pair1"\nves = ["201"]\n'
+                   'pairs = ["pair1"]\nkind = "should"\n'
+                   '\n[[rules]]\nname = "301 stays"\nves = ["301"]\npairs = ["pair2"]\n')
+    ok(cfg, "ingest")
+    against = lbm(cfg, "migrate", "201", "vz2a", "--yes")
+    assert against.exit_code == 1 and "refused by the validator" in against.output
+    assert placement(cfg)["201"] == "vz1b"
+    ok(cfg, "migrate", "201", "vz2a", "--yes", "--force")  # a preference gives way
+    assert placement(cfg)["201"] == "vz2a"
+    must = lbm(cfg, "migrate", "301", "vz1b", "--yes", "--force")  # a must-rule does not
+    assert must.exit_code == 1 and placement(cfg)["301"] == "vz2a"
+
+
 @pytest.mark.slow
 def test_migrate_with_a_command_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "tool.log"
