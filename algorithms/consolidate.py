@@ -36,6 +36,8 @@ from algorithms.balance import mandatory
 from algorithms.base import Plan, Problem
 from algorithms.common import finish
 from algorithms.pairs import check_shapes
+from algorithms.rules import anti_crowded
+from algorithms.settle import settle
 from algorithms.state import Pick, State
 
 HEADROOM = 0.9  # a packing target stays under this share of its node limit and pair limit
@@ -57,53 +59,105 @@ class Consolidate:
         st = State(problem)
         notes: list[str] = []
         if problem.n_ves and problem.n_nodes:
-            notes = _rounds(st, problem)
+            notes, blocked = _rounds(st)
+            s = problem.settings
+            budget = (s.max_moves, s.max_bytes, s.max_moves_per_node) != (None, None, None)
+            settled = settle(problem, st, _rounds) if blocked and not budget else None
+            if settled is not None:
+                st = settled
+                notes.append("planned again on its own result until nothing was left to do; "
+                             "each VE moves once, straight to where it settles")
+            notes += _power_notes(st, problem)
         return finish(self.name, problem, st, notes)
 
 
-def _rounds(st: State, problem: Problem) -> list[str]:
-    """Mandatory moves then packing, again while packing freed room for a stuck evacuation."""
+def _rounds(st: State) -> tuple[list[str], bool]:
+    """Mandatory moves then packing, again while packing freed room for a stuck evacuation.
+    Returns the notes and whether a VE this plan moved kept a pair from being emptied."""
     notes = _mandatory(st)
+    blocked = False
     for _ in range(ROUNDS - 1):
-        before = st.placement.copy()
-        _pack(st)
+        blocked |= _pack(st)
         if not st.budget_left():
-            break
+            return notes, blocked
         moves = len(st.moves)
         later = _mandatory(st)
         if len(st.moves) == moves:
-            break
+            return notes, blocked
         notes.append(f"emptying pairs made room for {len(st.moves) - moves} more mandatory "
                      "move(s)")
         notes += [n for n in later if n not in notes]
-        if np.array_equal(before, st.placement):
-            break
-    else:
-        _pack(st)
-    return notes + _power_notes(st, problem)
+    return notes, _pack(st) or blocked
 
 
 def _mandatory(st: State) -> list[str]:
-    """Evacuations and repairs, onto pairs that already carry VEs first (and nodes outside
-    any pair), then anywhere; the notes of the unrestricted pass say what is left undone."""
+    """Evacuations and repairs onto the pairs that already carry VEs (and nodes outside any
+    pair); while some are left undone, switch on more pairs — one, then two, four, ... — those
+    most of the waiting VEs may go to first. Notes: what was done, what is left undone."""
+    moves, woken = len(st.moves), 0
     in_use = _in_use(st)
-    if in_use.all():
-        return _mandatory_now(st)
-    maint, dst_ok = st.maint, st.dst_ok
-    # unused nodes count as maintenance (never targets) for the first pass; the state
-    # recomputes dst_ok from maint when a node's move budget runs out, so both are set
+    batch = 1
+    while True:
+        if in_use.all():
+            notes = _mandatory_now(st)
+            break
+        notes = _restricted(st, in_use)
+        waiting = _waiting(st)
+        if not waiting.any() or not st.budget_left():
+            break
+        more = _wake(st, in_use, waiting, batch)
+        if not more.any():
+            notes = _mandatory_now(st)  # the waiting VEs may go nowhere else: say so
+            break
+        woken += len(np.unique(st.pair[more]))
+        in_use |= more
+        batch *= 2
+    done = len(st.moves) - moves
+    out = [f"{done} evacuation or repair move(s) first"] if done else []
+    if woken:
+        out.append(f"{woken} powered-down pair(s) switched on for them")
+    # the pass's own counts cover only its last round: keep what it says is left undone
+    return out + [n for n in notes
+                  if not n.startswith("evacuated ") and "repair move(s) come first" not in n]
+
+
+def _restricted(st: State, in_use: np.ndarray) -> list[str]:
+    """``mandatory`` with only the ``in_use`` nodes as targets."""
+    maint = st.maint
+    # the other nodes count as maintenance (never targets): the state recomputes dst_ok
+    # from maint when a node's move budget runs out, so both are set
     st.maint = maint | ~in_use
-    st.dst_ok = dst_ok & in_use
-    moves = len(st.moves)
+    st.dst_ok = st.dst_ok & in_use
     try:
-        _mandatory_now(st)
+        return _mandatory_now(st)
     finally:
         st.maint = maint
         st.dst_ok = _dst_ok(st)
-    first = len(st.moves) - moves
-    notes = [f"{first} evacuation or repair move(s) onto pairs already carrying VEs"
-             ] if first else []
-    return notes + _mandatory_now(st)
+
+
+def _waiting(st: State) -> np.ndarray:
+    """[V] bool: VEs a mandatory pass would still move (free and not moved yet): on a
+    maintenance or forbidden node, crowding an anti-affinity peer, on a node over its limit
+    or in a pair that cannot fail over."""
+    here = st.placement
+    must = st.maint[here] | ~st.allowed[np.arange(len(here)), here]
+    must |= anti_crowded(replace(st.p, placement=here))
+    over_node = ((st.load - st.limit) * st.inv_limit).max(axis=1) > 1e-9
+    over_pair = ((st.pload - st.plim_f) * st.inv_plim).max(axis=1, initial=-np.inf) > 1e-9
+    must |= over_node[here] | np.r_[over_pair, False][st.pair[here]]  # -1: outside pairs
+    return must & st.free & ~st.moved
+
+
+def _wake(st: State, in_use: np.ndarray, waiting: np.ndarray, k: int) -> np.ndarray:
+    """[N] bool: the nodes of up to ``k`` unused pairs, those the most waiting VEs may go
+    to first (none when no unused pair takes any of them)."""
+    welcome = st.allowed[waiting].sum(axis=0) * ~in_use
+    paired = st.pair >= 0
+    per_pair = np.zeros(len(st.plim), dtype=np.int64)
+    np.maximum.at(per_pair, st.pair[paired], welcome[paired])
+    best = np.argsort(-per_pair, kind="stable")[:k]
+    best = best[per_pair[best] > 0]
+    return np.isin(st.pair, best) & paired
 
 
 def _mandatory_now(st: State) -> list[str]:
@@ -129,12 +183,14 @@ def _dst_ok(st: State) -> np.ndarray:
     return ok if per_node is None else ok & (st.node_moves < per_node)
 
 
-def _pack(st: State) -> None:
-    """Empty whole pairs, least loaded first, into the pairs that stay."""
+def _pack(st: State) -> bool:
+    """Empty whole pairs, least loaded first, into the pairs that stay. True when a pair
+    that could not be emptied holds a VE this plan has moved already."""
     pairs = st.members
     n_pairs = len(pairs)
+    blocked = False
     if n_pairs < 2:
-        return
+        return blocked
     on = st.pair[st.placement]
     on_pair = np.bincount(on[on >= 0], minlength=n_pairs)
     free_on_pair = np.array([sum(len(st.node_ves[n]) for n in m) for m in pairs])
@@ -154,6 +210,8 @@ def _pack(st: State) -> None:
             failed = 0
         else:
             failed += 1
+            blocked |= bool(st.moved[here].any())
+    return blocked
 
 
 def _power_notes(st: State, problem: Problem) -> list[str]:
