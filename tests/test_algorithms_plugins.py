@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_algorithms_contract import random_problem
 
 from algorithms import registry
 from algorithms.balance import Balance
@@ -164,6 +165,52 @@ def test_consolidate_keeps_a_pair_with_a_pinned_ve() -> None:
     plan = Consolidate().plan(problem)
     assert [(m.ve, m.dst[0]) for m in plan.moves] == [("v1", "a")]
     assert any(n.startswith("pair=b1+b2 can be powered down") for n in plan.notes)
+
+
+@pytest.mark.parametrize(("cpu", "moves"), [(2, True), (3, False)])
+def test_consolidate_keeps_headroom_on_its_targets(cpu: int, moves: bool) -> None:
+    # a1 and a2 carry 12 of 16 cores: 3 more would fit under the limit (16) but not under
+    # 90 % of it (14.4), so pair B is emptied only when its VE takes 2
+    ves = [{"id": "a", "node": "a1", "demand": {"cpu": 12, "mem": "1G"}},
+           {"id": "b", "node": "a2", "demand": {"cpu": 12, "mem": "1G"}},
+           {"id": "x", "node": "b1", "demand": {"cpu": cpu, "mem": "1G"}}]
+    problem = problem_from_dict({"nodes": nodes("a1", "a2", "b1", "b2"), "ves": ves,
+                                 "settings": {"max_utilisation": {"cpu": 1.0, "mem": 1.0},
+                                              "failover_overcommit": {"cpu": 2, "mem": 2}}})
+    plan = Consolidate().plan(problem)
+    assert validate(problem, plan) == []
+    assert [m.ve for m in plan.moves] == (["x"] if moves else [])
+    assert any(n.startswith("pair=b1+b2 can be powered down") for n in plan.notes) is moves
+
+
+# clusters where a second run used to move a VE back to a pair it left (or plan much more):
+# evacuations onto pairs that packing then could not empty
+RERUN_CASES = [(314, 0, 0), (314, 0, 1), (315, 0, 1), (315, 1, 0)]
+
+
+@pytest.mark.parametrize(("seed", "maintenance", "lone"), RERUN_CASES)
+def test_consolidate_second_run_has_nothing_left(seed: int, maintenance: int, lone: int
+                                                 ) -> None:
+    problem = random_problem(seed, 9, 9, maintenance=maintenance, ruled=0.5, lone=lone,
+                             groups=True, pinned=0.0)
+    plan = Consolidate().plan(problem)
+    assert plan.moves and validate(problem, plan) == []
+    again = Consolidate().plan(replace(problem, placement=after(problem, plan)))
+    assert again.moves == ()
+
+
+def test_consolidate_settles_when_an_evacuee_blocks_a_pair() -> None:
+    """Evacuees land on a pair packing then wants empty: the plan is made again from its own
+    result and each VE goes straight where it settles."""
+    problem = random_problem(28339, 9, 53, ruled=0.5, groups=True, pinned=0.0)
+    plan = Consolidate().plan(problem)
+    assert any(n.startswith("planned again on its own result") for n in plan.notes)
+    assert validate(problem, plan) == []
+    ves = [m.ve for m in plan.moves]
+    assert len(ves) == len(set(ves))
+    assert all(m.src != m.dst for m in plan.moves)
+    again = Consolidate().plan(replace(problem, placement=after(problem, plan)))
+    assert again.moves == ()
 
 
 def test_optimal_finds_the_even_split_and_reports_the_gap() -> None:
