@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
+from test_monitor import _wait_for as wait_for
 from test_monitor import make_site
 
 from lbm.cli import main
@@ -120,16 +121,6 @@ m = Monitor(sys.argv[1], settings=s, wait_for_store=True)
 m.install_signals()
 m.serve()
 """
-
-
-def wait_for(what: Callable[[], object], timeout: float = 20.0) -> object:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = what()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def serve(cfg: Path, log: Path) -> subprocess.Popen[bytes]:
