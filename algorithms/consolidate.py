@@ -12,9 +12,13 @@ pairs that could be powered down are listed in the notes (``pair=A+B can be powe
 What it needs: ``demand``, ``capacity``, ``placement``, ``pair`` and the rules. Pairs with a
 VE that cannot leave (pinned, in an affinity group, rules) are kept. Nodes outside any pair
 are never emptied. Evacuations and repairs come first, as in ``balance``, onto pairs that
-already carry VEs when they can (so no powered-down pair is switched on for them). Emptying a
+already carry VEs when they can; only for what is left are powered-down pairs switched on,
+one, then two, four, ... at a time, those most of the waiting VEs may go to first. Emptying a
 pair can make room for an evacuation that was stuck; evacuating and packing then run again
-(at most ``ROUNDS`` times), so a second run on the result finds what the first left.
+(at most ``ROUNDS`` times). When a VE the plan already moved keeps a pair from being emptied
+(each VE moves once per plan) and no budget is set, the plan is made again on its own result
+until nothing is left and each VE goes straight where it settles (``algorithms.settle``), so
+a second run on the result has nothing to do.
 
 Limits: greedy (best-fit decreasing is within 11/9 of the fewest bins for one resource, no
 such bound for several); it does not balance the pairs it keeps — run ``balance`` after.
@@ -22,7 +26,9 @@ Budgets can stop it part way: a pair is only counted when it is empty. After ``G
 pairs in a row could not be emptied it stops trying (the later pairs are fuller still).
 
 Cost in V, N (v̄ VEs per pair): per pair tried O(v̄ · N · R) to place its VEs; at most
-``GIVE_UP`` failed pairs per round.
+``GIVE_UP`` failed pairs in a row per round. Settling, when it runs, costs up to two plans
+more. A plan takes 0.3 s CPU at 200 nodes and 4,000 VEs, 1.7 s at 1,000 and 20,000
+(synthetic clusters, no move budget).
 """
 
 from __future__ import annotations
