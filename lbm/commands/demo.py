@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +49,15 @@ def _collect(work: sim.Workload, config: Config, start: float, n_rounds: int) ->
             deliver(sample, config.spool, work.root / "backlog" / node.name)
             files += 1
     return files
+
+
+def _lbm() -> str:
+    """How to call lbm again: by name when PATH finds this one, else by the path that ran it."""
+    me = Path(sys.argv[0]).absolute()
+    found = shutil.which("lbm")
+    if me.name != "lbm" or (found is not None and Path(found).absolute() == me):
+        return "lbm"
+    return os.path.relpath(me) if me.is_relative_to(Path.cwd()) else str(me)
 
 
 def _spread(frame: pd.DataFrame) -> str:
@@ -127,4 +139,4 @@ def demo(folder: Path, pairs: int, ves: int, n_rounds: int, seed: int) -> None:
     click.echo(f"pairs that could not fail over: {broken_before} before, {broken_after} after")
     click.echo(f"imbalance score: {plan.score_before:.3f} -> {plan.score_after:.3f}  "
                f"({time.monotonic() - started:.1f} s)")
-    click.echo(f"\nexplore it: lbm --config {cfg_path} list | nodes | pairs | log | report")
+    click.echo(f"\nexplore it: {_lbm()} --config {cfg_path} list | nodes | pairs | log | report")
