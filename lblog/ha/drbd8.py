@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from lblog.errors import ParseError
 from lblog.ha.model import RESYNC_STATES, DrbdResource, DrbdStatus, DrbdVolume
+from lblog.ha.values import percent, whole
 
 _DEVICE = re.compile(r"^\s*([0-9]+):\s+(.*)$")
 _HEADER = re.compile(r"^[A-Za-z][\w-]*:")
@@ -117,10 +118,10 @@ def _resource(dev: _Device, path: str) -> DrbdResource:
     for number, line in dev.extra:
         counters = _fields(line)
         if "oos" in counters:
-            oos = _number(counters["oos"], path, number, "oos")
+            oos = whole(counters["oos"], path, number, "oos")
         m = _PROGRESS.search(line)
         if m:
-            progress = _percent(m.group(1), path, number)
+            progress = percent(m.group(1), path, number, "sync'ed")
         m = _FINISH.search(line)
         if m:
             h, mi, s = (int(g) for g in m.groups())
@@ -146,19 +147,3 @@ def _resource(dev: _Device, path: str) -> DrbdResource:
         stalled=stalled,
     )
     return DrbdResource(str(dev.minor), role, (volume,))
-
-
-def _number(value: str, path: str, line: int, key: str) -> int:
-    if not (value.isascii() and value.isdigit()):
-        raise ParseError(path, line, f"{key}:{value} is not a whole number")
-    return int(value)
-
-
-def _percent(value: str, path: str, line: int) -> float:
-    try:
-        pct = float(value)
-    except ValueError:
-        raise ParseError(path, line, f"{value}% is not a percentage") from None
-    if not 0.0 <= pct <= 100.0:
-        raise ParseError(path, line, f"{value}% is outside 0..100")
-    return pct

@@ -15,6 +15,7 @@ from typing import Any
 
 from lblog.errors import ParseError
 from lblog.ha.model import RESYNC_STATES, DrbdResource, DrbdStatus, DrbdVolume
+from lblog.ha.values import percent, whole
 
 _TIMESTAMP = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T")
 
@@ -88,7 +89,7 @@ def _kv(tokens: list[str], path: str, line: int | None) -> dict[str, str]:
 def _put(
     table: dict[int | None, dict[str, str]], fields: dict[str, str], path: str, line: int | None
 ) -> None:
-    vol = _int(fields["volume"], path, line, "volume") if "volume" in fields else None
+    vol = whole(fields["volume"], path, line, "volume") if "volume" in fields else None
     table[vol] = fields
 
 
@@ -221,7 +222,7 @@ def parse_events2(text: str, path: str = "drbdsetup events2 --now") -> DrbdStatu
 def _vol(fields: dict[str, str], path: str, line: int) -> int:
     if "volume" not in fields:
         raise ParseError(path, line, "event lacks volume:")
-    return _int(fields["volume"], path, line, "volume")
+    return whole(fields["volume"], path, line, "volume")
 
 
 def _apply(table: dict[Any, Any], key: Any, event: str, fields: dict[str, str], new: Any) -> None:
@@ -250,7 +251,7 @@ def _build(res: _Res, path: str) -> DrbdResource:
     devices = res.devices
     for vol, dev in sorted(devices.items(), key=lambda kv: -1 if kv[0] is None else kv[0]):
         disk = dev.get("disk") or "DUnknown"
-        minor = _int(dev["minor"], path, res.line, "minor") if "minor" in dev else None
+        minor = whole(dev["minor"], path, res.line, "minor") if "minor" in dev else None
         conns: list[_Conn | None] = [*res.conns.values()] or [None]
         for conn in conns:
             if conn is None:
@@ -276,14 +277,14 @@ def _build(res: _Res, path: str) -> DrbdResource:
                     disk=disk,
                     peer_disk=pd.get("peer-disk") or "DUnknown",
                     out_of_sync_kib=(
-                        _int(pd["out-of-sync"], path, res.line, "out-of-sync")
+                        whole(pd["out-of-sync"], path, res.line, "out-of-sync")
                         if "out-of-sync" in pd
                         else None
                     ),
-                    progress_pct=_pct(pd["done"], path, res.line)
+                    progress_pct=percent(pd["done"], path, res.line)
                     if resyncing and "done" in pd
                     else None,
-                    finish_s=_int(pd["eta"], path, res.line, "eta") if "eta" in pd else None,
+                    finish_s=whole(pd["eta"], path, res.line, "eta") if "eta" in pd else None,
                 )
             )
     for conn in res.conns.values():
@@ -299,19 +300,3 @@ def _peer_device(conn: _Conn, vol: int | None, n_devices: int) -> dict[str, str]
     if n_devices == 1 and len(conn.peer_devices) == 1:
         return next(iter(conn.peer_devices.values()))
     return {}
-
-
-def _int(value: str, path: str, line: int | None, key: str) -> int:
-    if not (value.isascii() and value.isdigit()):
-        raise ParseError(path, line, f"{key}:{value[:40]} is not a whole number")
-    return int(value)
-
-
-def _pct(value: str, path: str, line: int | None) -> float:
-    try:
-        pct = float(value)
-    except ValueError:
-        raise ParseError(path, line, f"done:{value[:40]} is not a percentage") from None
-    if not 0.0 <= pct <= 100.0:
-        raise ParseError(path, line, f"done:{value[:40]} is outside 0..100")
-    return pct
