@@ -188,6 +188,8 @@ class Workload:
                 busy_jiffies=self.busy[nd.name],
                 idle_jiffies=10_000_000 + idle,
                 load=(node_cpu, node_cpu * 0.95, node_cpu * 0.9),
+                # minor 0: this node's VE area, minor 1: its partner's, mirrored by DRBD
+                drbd=[("Primary", "Secondary"), ("Secondary", "Primary")],
             )
             yield nd, proc
 

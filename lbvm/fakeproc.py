@@ -63,8 +63,10 @@ def write_node(
     load: tuple[float, float, float],
     bits: int = 64,
     mem_available_bytes: int | None = None,
+    drbd: Sequence[tuple[str, str]] | None = None,
 ) -> None:
-    """Write the fake /proc tree of one node under ``root`` (files replaced atomically)."""
+    """Write the fake /proc tree of one node under ``root`` (files replaced atomically);
+    with ``drbd`` (local, peer role per minor) a healthy DRBD 8 ``/proc/drbd`` too."""
     if bits not in LONG_MAX:
         raise ValueError(f"bits must be 32 or 64, not {bits}")
     if cpus < 1:
@@ -82,6 +84,19 @@ def write_node(
     _write(proc / "stat", format_stat(cpus, busy_jiffies, idle_jiffies, len(ves)))
     _write(proc / "meminfo", format_meminfo(mem_bytes, mem_available_bytes))
     _write(proc / "loadavg", format_loadavg(load, len(ves)))
+    if drbd is not None:
+        _write(proc / "drbd", format_proc_drbd(drbd))
+
+
+def format_proc_drbd(roles: Sequence[tuple[str, str]]) -> str:
+    """DRBD 8.4 ``/proc/drbd`` with one Connected, UpToDate/UpToDate minor per (local role,
+    peer role), laid out as the kernel module prints it."""
+    out = ["version: 8.4.11 (api:1/proto:86-101)",
+           "srcversion: 4F5F1B5D7A8E2C2A6C3B9A1"]
+    for minor, (role, peer) in enumerate(roles):
+        out.append(f"{minor:2d}: cs:Connected ro:{role}/{peer} ds:UpToDate/UpToDate C r-----")
+        out.append("    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0")
+    return "\n".join(out) + "\n"
 
 
 def format_beancounters(blocks: Sequence[tuple[str, Sequence[Row]]], bits: int = 64) -> str:

@@ -72,3 +72,14 @@ def test_demo_never_deletes_a_folder_it_did_not_make(tmp_path: Path) -> None:
     with pytest.raises(LbvmError, match="not made by `lbm demo`"):
         prepare_dir(tmp_path)
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_demo_pairs_report_healthy_drbd(demo_run: tuple[Path, str]) -> None:
+    """Each demo node's /proc/drbd travels in the spool; every pair is judged healthy."""
+    folder, _ = demo_run
+    result = CliRunner().invoke(
+        main, ["--config", str(folder / "lbvm.toml"), "pairs", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    pairs = json.loads(result.output)
+    assert len(pairs) == 3 and {p["ha"] for p in pairs} == {"healthy"}

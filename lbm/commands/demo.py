@@ -14,6 +14,8 @@ import pandas as pd
 
 from lblog.collect import collect
 from lblog.deliver import deliver
+from lblog.ha.agent import collect_ha
+from lblog.ha.report import with_ha
 from lbvm import demo as sim
 from lbvm.config import Config, load
 from lbvm.cycle import run_cycle
@@ -46,6 +48,9 @@ def _collect(work: sim.Workload, config: Config, start: float, n_rounds: int) ->
     for r in range(n_rounds):
         for node, proc in work.step():
             sample = collect(proc, node.name, now=start + r * sim.INTERVAL)
+            # `lblog collect --drbd proc`: the pair's DRBD state rides along in the file
+            ha = collect_ha([ve.ve for ve in sample.ves], drbd="proc", proc_root=proc)
+            sample = with_ha(sample, ha)
             deliver(sample, config.spool, work.root / "backlog" / node.name)
             files += 1
     return files
