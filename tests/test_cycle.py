@@ -102,14 +102,19 @@ def config(tmp_path: Path) -> Config:
     return cfg
 
 
-@pytest.fixture
-def engine(config: Config) -> Iterator[Engine]:
+def ingested(config: Config) -> Iterator[Engine]:
+    """An engine on ``config``'s store with its spool ingested and its pairs written."""
     engine = connect(config.database)
     ingest(engine, config.spool)
     with engine.begin() as conn:
         sync_nodes(conn, config)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def engine(config: Config) -> Iterator[Engine]:
+    yield from ingested(config)
 
 
 def placement(engine: Engine) -> dict[str, str]:

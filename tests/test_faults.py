@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from test_monitor import _wait_for as wait_for
-from test_monitor import make_site
+from test_monitor import fake_crm_resource, make_site
 
 from lbm.cli import main
 from lbvm import journal
@@ -41,11 +41,7 @@ AUTOMATIC = MonitorSettings(automation="automatic", threshold=5)
 @pytest.fixture
 def faulty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A site on the crm_resource preset with the faulty fake first on PATH; its config."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "crm_resource").symlink_to(BIN / "fake-crm_resource-faulty")
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_CLUSTER", str(tmp_path / "cluster"))
+    fake_crm_resource(tmp_path, monkeypatch, "fake-crm_resource-faulty")
     cfg = make_site(tmp_path, backend="crm_resource")
     cfg.write_text(cfg.read_text().replace('timeout = "30s"', 'timeout = "1s"'))
     return cfg

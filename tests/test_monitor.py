@@ -64,15 +64,19 @@ def site(tmp_path: Path) -> Path:
     return make_site(tmp_path)
 
 
-@pytest.fixture
-def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """PATH with `crm_resource` being the fake, and the fake's truth folder."""
+def fake_crm_resource(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: str) -> Path:
+    """PATH with `crm_resource` being ``fake`` (from tests/bin), and the fake's truth folder."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    (bindir / "crm_resource").symlink_to(BIN / "fake-crm_resource")
+    (bindir / "crm_resource").symlink_to(BIN / fake)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_CLUSTER", str(tmp_path / "cluster"))
     return bindir
+
+
+@pytest.fixture
+def fake_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    return fake_crm_resource(tmp_path, monkeypatch, "fake-crm_resource")
 
 
 def test_check_reports_and_moves_nothing(site: Path) -> None:

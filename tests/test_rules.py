@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
-from test_cycle import NOW, write_cluster, write_config
+from test_cycle import NOW, ingested, write_cluster, write_config
 
 from algorithms import rules as algo_rules
 from algorithms.base import Move, Plan, Problem, Settings
@@ -17,9 +17,7 @@ from lblog.sample import VeRow
 from lbvm import cycle, model, rules
 from lbvm.config import Config, GroupConfig, PairConfig, RuleConfig, load
 from lbvm.errors import ConfigError
-from lbvm.store.engine import connect
 from lbvm.store.ingest import ingest
-from lbvm.store.queries import sync_nodes
 from lbvm.validate import validate
 
 PAIRS_TOML = """
@@ -270,12 +268,7 @@ def anti_config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 def anti_engine(anti_config: Config) -> Iterator[Engine]:
-    engine = connect(anti_config.database)
-    ingest(engine, anti_config.spool)
-    with engine.begin() as conn:
-        sync_nodes(conn, anti_config)
-    yield engine
-    engine.dispose()
+    yield from ingested(anti_config)
 
 
 def test_cycle_keeps_anti_affinity_group_on_different_pairs(
