@@ -24,7 +24,8 @@ judged from the Problem, not from the algorithm's words, so it holds for every a
 
 Filtering keeps the plan valid: moves are taken in plan order and each one kept is checked
 by the shared validator after the moves kept before it; a move that no longer fits is held
-back with the validator's reason.
+back with the validator's reason. An affinity group's move (its members' consecutive moves
+to one node) is kept or held whole, judged by its summed gain.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from algorithms.base import Move, Plan, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load
 from lbvm.config import AUTOMATION
 from lbvm.store.schema import ves
-from lbvm.validate import validate
+from lbvm.validate import units, validate
 
 THRESHOLDS = (1, 2, 3, 4, 5)
 _FACTOR = {1: math.inf, 2: 10.0, 3: 5.0, 4: 2.0, 5: 1.0}
@@ -173,19 +174,30 @@ def select_moves(
     kept: list[Move] = []
     held: list[Held] = []
     mandatory: set[Move] = set()
-    for m in plan.moves:
-        j = sim.judge(m)
-        why = keep(j)
+    for unit in units(problem, plan.moves):
+        # an affinity group's move is kept or held whole, judged by its summed gain
+        ms = [plan.moves[i] for i in unit]
+        load, where = sim.load.copy(), sim.where.copy()
+        js = []
+        for m in ms:
+            js.append(sim.judge(m))
+            if js[-1].gain > -math.inf:
+                sim.apply(m)
+        sim.load, sim.where = load, where
+        gain = sum(j.gain for j in js)
+        must = next((j.mandatory for j in js if j.mandatory), "")
+        why = next((w for m in ms if (w := keep(Judged(m, gain, must)))), "")
         if not why:
-            reasons = validate(problem, Plan(plan.algorithm, (*kept, m), 0.0, 0.0))
+            reasons = validate(problem, Plan(plan.algorithm, (*kept, *ms), 0.0, 0.0))
             why = f"no longer valid without the moves left out: {reasons[0]}" if reasons else ""
         if why:
-            held.append(Held(m, why))
+            held += [Held(m, why) for m in ms]
             continue
-        if j.mandatory:
-            mandatory.add(m)
-        kept.append(m)
-        sim.apply(m)
+        if must:
+            mandatory.update(ms)
+        kept += ms
+        for m in ms:
+            sim.apply(m)
     notes = plan.notes
     if held:
         notes = (*notes, f"{len(held)} of {len(plan.moves)} move(s) held back")

@@ -4,25 +4,28 @@ Moves are applied in order; after each one the target node must stay under
 ``max_utilisation`` (only resources whose load rises are checked, so a node already over may
 still shrink) and the target's pair must still be able to fail over, unless the move is a
 switchover inside one pair (the pair total does not change). Pins, must rules (``allowed``),
-maintenance, the kind of move, the budget, each VE moving at most once, anti-affinity (no
-move brings a second member of a group into a pair) and affinity (a group one of whose
-members moves shares one node at the end) are checked too. Should rules (``preferred``) only
-warn, unless ``strict_should``.
+maintenance, the kind of move, the budget, each VE moving at most once and anti-affinity (no
+move brings a second member of a group into a pair) are checked too. An affinity group moves
+as a unit: its members' moves come one right after the other, all to one node (``units``),
+and when such a run ends the group shares one node; between its first and last move the
+group is split, which nothing else may leave it. Should rules (``preferred``) only warn,
+unless ``strict_should``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from algorithms.base import Plan, Problem
+from algorithms.base import Move, Plan, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load
 from algorithms.rules import domains, group_ids, preferred
 from lbvm import validate_ha
 from lbvm.errors import PlanRejected
 
-__all__ = ["Review", "check", "headroom", "review", "validate"]
+__all__ = ["Review", "check", "headroom", "review", "units", "validate"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,24 @@ def headroom(problem: Problem, placement: np.ndarray | None = None) -> np.ndarra
     """
     load = problem.load(placement)
     return pair_limit(problem) - pair_load(problem.pair, load)
+
+
+def units(problem: Problem, moves: Sequence[Move]) -> list[list[int]]:
+    """Indices of ``moves`` cut into units: a run of consecutive moves of members of one
+    affinity group to one node is one unit (a group move), any other move a unit alone."""
+    affinity = group_ids(problem.affinity, problem.n_ves)
+    index = {v: i for i, v in enumerate(problem.ves)}
+    out: list[list[int]] = []
+    last = (-1, "")
+    for i, m in enumerate(moves):
+        v = index.get(m.ve)
+        g = int(affinity[v]) if v is not None else -1
+        if g >= 0 and out and last == (g, m.dst):
+            out[-1].append(i)
+        else:
+            out.append([i])
+        last = (g, m.dst)
+    return out
 
 
 def check(problem: Problem, plan: Plan, *, strict_should: bool = False) -> None:
@@ -86,10 +107,15 @@ def review(problem: Problem, plan: Plan) -> Review:
     dom = domains(pair)
     anti = group_ids(problem.anti_affinity, problem.n_ves)
     affinity = group_ids(problem.affinity, problem.n_ves)
+    run_end = {u[-1]: u[0] for u in units(problem, plan.moves)}
 
     if s.max_moves is not None and len(plan.moves) > s.max_moves:
         out.append(f"plan has {len(plan.moves)} moves, budget max_moves is {s.max_moves}")
+    ended: tuple[int, int, int] | None = None  # (first, last move, group) of a group move
     for i, m in enumerate(plan.moves):
+        if ended:
+            out += _left_split(problem, plan, affinity, where, *ended)
+            ended = None
         at = f"move {i} ({m.ve} {m.src}→{m.dst})"
         v, src, dst = ves.get(m.ve), nodes.get(m.src), nodes.get(m.dst)
         unknown = [f"{what} {name!r}" for what, name, idx in
@@ -98,6 +124,8 @@ def review(problem: Problem, plan: Plan) -> Review:
             out.append(f"{at}: unknown {', '.join(unknown)}")
             continue
         assert v is not None and src is not None and dst is not None
+        if affinity[v] >= 0 and i in run_end:
+            ended = (run_end[i], i, int(affinity[v]))
         if where[v] != src:
             out.append(f"{at}: {m.ve} is on {problem.nodes[where[v]]} at this point, not {m.src}")
         if v in first_move:
@@ -155,12 +183,21 @@ def review(problem: Problem, plan: Plan) -> Review:
                 if per_node[n] == s.max_moves_per_node + 1:
                     out.append(f"{at}: {problem.nodes[n]} takes part in more than "
                                f"{s.max_moves_per_node} moves (max_moves_per_node)")
-    moved_groups = np.unique(affinity[list(first_move)]) if first_move else np.zeros(0, int)
-    for g in moved_groups[moved_groups >= 0]:
-        members = np.flatnonzero(affinity == g)
-        if len(np.unique(where[members])) > 1:
-            names = ", ".join(problem.ves[x] for x in members)
-            out.append(f"after the plan: affinity group of {names} is spread over "
-                       f"{len(np.unique(where[members]))} nodes (they must share one)")
+    if ended:
+        out += _left_split(problem, plan, affinity, where, *ended)
     out += validate_ha.reasons(problem, plan)
     return Review(tuple(out), tuple(warn))
+
+
+def _left_split(problem: Problem, plan: Plan, affinity: np.ndarray, where: np.ndarray,
+                first: int, last: int, group: int) -> list[str]:
+    """The error when the group move of moves ``first``..``last`` leaves its group split."""
+    members = np.flatnonzero(affinity == group)
+    spread = len(np.unique(where[members]))
+    if spread == 1:
+        return []
+    names = ", ".join(problem.ves[x] for x in members)
+    at = (f"move {first}" if first == last else f"moves {first}-{last}")
+    return [f"{at} ({', '.join(m.ve for m in plan.moves[first:last + 1])} → "
+            f"{plan.moves[last].dst}): affinity group of {names} is left on {spread} nodes; "
+            "its members move one right after the other to one node"]

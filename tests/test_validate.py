@@ -187,7 +187,7 @@ def test_anti_affinity_keeps_group_members_in_different_pairs() -> None:
 def test_affinity_group_must_share_a_node_at_the_end() -> None:
     problem = ruled(affinity=np.array([0, 0, -1, -1, -1]))  # v1 and v2 on a1
     reason = only_reason(problem, plan(("v2", "a1", "a2", "switchover")))
-    assert reason.startswith("after the plan: affinity group of v1, v2")
+    assert reason.startswith("move 0 (v2 → a2): affinity group of v1, v2 is left on 2 nodes")
     both = plan(("v2", "a1", "a2", "switchover"), ("v1", "a1", "a2", "switchover"))
     assert validate(problem, both) == []
 
