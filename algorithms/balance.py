@@ -44,10 +44,12 @@ from typing import ClassVar
 
 import numpy as np
 
+from algorithms import groups
 from algorithms.base import Plan, Problem
 from algorithms.pairs import check_shapes
 from algorithms.rules import anti_crowded
-from algorithms.shave import shave
+from algorithms.settle import settle
+from algorithms.shave import ROUNDS, shave, small
 from algorithms.state import Pick, State
 
 # (sources, targets) per resource for each widening of the candidate net.
@@ -69,6 +71,10 @@ class Balance:
         check_shapes(problem)
         st = State(problem)
         notes = _run(st) if problem.n_ves and problem.n_nodes else []
+        if st.moves and small(st):
+            settled = settle(problem, st, _run, rounds=ROUNDS)
+            if settled is not None:
+                st = settled
         return Plan(
             algorithm=self.name,
             moves=tuple(st.moves),
@@ -199,10 +205,12 @@ def _mandatory(st: State, vs: np.ndarray, *, leave: int = -1) -> Pick | None:
 
 def _evacuate(st: State, out: _Mandatory) -> None:
     """Move every movable VE off maintenance nodes and nodes its rules forbid."""
+    _, notes, out.budget = groups.evacuate(st)  # affinity groups first, each as a unit
+    out.stuck += notes
     here = st.placement
     crowded = anti_crowded(st.p)
     must = st.maint[here] | ~st.allowed[np.arange(st.p.n_ves), here] | crowded
-    pinned = np.flatnonzero(must & ~st.free)
+    pinned = np.flatnonzero(must & ~np.asarray(st.p.movable, dtype=bool))
     todo = np.flatnonzero(must & st.free)
     stuck: list[str] = []
     # largest first: they are the hardest to place
@@ -251,6 +259,8 @@ def _repair(st: State, out: _Mandatory) -> None:
             vs = np.array(st.node_ves[n], dtype=np.int64) if st.src_ok[n] else np.zeros(0, int)
             vs = vs[(st.dem[vs][:, over_r] > 0).any(axis=1)] if len(vs) else vs
             pick = _mandatory(st, vs)
+            if groups.relieve(st, pick, np.array([n]), "node over max_utilisation; "):
+                continue
             if pick is None:
                 hopeless_nodes[n] = True
                 out.stuck.append(f"{st.p.nodes[n]} stays over max_utilisation: no VE can "
@@ -263,6 +273,8 @@ def _repair(st: State, out: _Mandatory) -> None:
             members = st.members[p][st.src_ok[st.members[p]]]
             vs = np.array([v for m in members for v in st.node_ves[m]], dtype=np.int64)
             pick = _mandatory(st, vs, leave=p)
+            if groups.relieve(st, pick, st.members[p], f"pair {names} cannot fail over; ", p):
+                continue
             if pick is None:
                 hopeless_pairs[p] = True
                 out.stuck.append(f"pair {names} still cannot fail over: no VE can move out "
@@ -323,6 +335,8 @@ def _balance(st: State) -> list[str]:
         return ["no resource has a weight: nothing to balance"]
     while st.budget_left():
         picks = _next_moves(st)
+        if not picks and groups.balance_step(st):  # an affinity group as a unit
+            continue
         if not picks:
             return []
         for i, pick in enumerate(picks):

@@ -3,9 +3,10 @@
 - must rules: ``allowed[V, N]`` minus maintenance nodes (never a target);
 - should rules: ``preferred[V, N]``; a VE whose row is all False (or all True) has no
   preference;
-- affinity groups (one node for the whole group): the algorithms leave the members of a group
-  of two or more where they are, and the validator checks the group still shares a node at the
-  end of any plan that moves one of them;
+- affinity groups (one node for the whole group): a group of two or more moves only as a unit,
+  its members one right after the other to one node (``algorithms.groups``); single-VE moves
+  leave its members where they are, and the validator checks the group shares a node when such
+  a run of moves ends;
 - anti-affinity groups (different failure domains): a failure domain is an HA pair, or a node
   outside any pair on its own; no move may bring a second member of a group into a domain.
 - each VE moves at most once per plan: every move is a real migration.
@@ -60,8 +61,19 @@ def group_ids(groups: np.ndarray | None, n_ves: int) -> np.ndarray:
     return g
 
 
+def group_members(groups: np.ndarray) -> list[np.ndarray]:
+    """VE indices of each group id 0..G-1 (from ``group_ids``; dropped ids get none)."""
+    has = np.flatnonzero(groups >= 0)
+    if not len(has):
+        return []
+    order = has[np.argsort(groups[has], kind="stable")]
+    cuts = np.searchsorted(groups[order], np.arange(int(groups.max()) + 2))
+    return [order[cuts[i]:cuts[i + 1]] for i in range(len(cuts) - 1)]
+
+
 def locked(problem: Problem) -> np.ndarray:
-    """[V] bool: VEs the algorithms leave in place: pinned, or in an affinity group."""
+    """[V] bool: VEs no single-VE move may take: pinned, or in an affinity group (a group
+    moves as a unit, see ``algorithms.groups``)."""
     return ~np.asarray(problem.movable, dtype=bool) | (
         group_ids(problem.affinity, problem.n_ves) >= 0)
 

@@ -14,7 +14,15 @@ import numpy as np
 
 from algorithms.base import Move, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load, partner
-from algorithms.rules import anti_counts, domains, group_ids, locked, preferred, targets_allowed
+from algorithms.rules import (
+    anti_counts,
+    domains,
+    group_ids,
+    group_members,
+    locked,
+    preferred,
+    targets_allowed,
+)
 from algorithms.steplog import Step, StepLog
 
 NEAR_BEST = 0.01  # moves within 1 % of the best gain compete on cost
@@ -77,7 +85,8 @@ class State:
         self.plim_f = np.where(finite, self.plim, 0.0)
         self.inv_plim = np.where(finite, inverse(self.plim), 0.0)
         self.maint = maintenance(p)
-        self.free = ~locked(p)
+        self.free = ~locked(p)  # pinned VEs and affinity groups' members are not
+        self.groups = group_members(group_ids(p.affinity, p.n_ves))  # moved by algorithms.groups
         self.moved = np.zeros(p.n_ves, dtype=bool)
         self.log = StepLog(self.dem.shape[1])
         self.undone = 0
@@ -123,6 +132,7 @@ class State:
         home = self.home(vs)
         ok &= self.dst_ok[ds][None, :]
         ok[~self.src_ok[home] & ~self.moved[vs]] = False
+        ok[~self.free[vs]] = False  # a group member moves only with its group
         for i in np.flatnonzero(self.moved[vs]):
             # a VE moves at most once per plan: a moved VE may go elsewhere only by having its
             # move replaced (taken back, then one move from where it started, at the end)
@@ -292,10 +302,11 @@ class State:
             self.acnt[self.anti[v], self.dom[s]] -= 1
             self.acnt[self.anti[v], self.dom[d]] += 1
         self.placement[v] = d
-        self.node_ves[s].remove(v)
-        self.node_ves[d].append(v)
-        self.n_free[s] -= 1
-        self.n_free[d] += 1
+        if self.free[v]:
+            self.node_ves[s].remove(v)
+            self.node_ves[d].append(v)
+            self.n_free[s] -= 1
+            self.n_free[d] += 1
         self.now = self.score()
         return s, same
 
