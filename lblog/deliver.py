@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 from lblog import backlog as backlog_mod
@@ -18,6 +17,7 @@ from lblog import spool
 from lblog.errors import SpoolError
 from lblog.lazylog import get_logger
 from lblog.lock import locked
+from lblog.record import Record
 from lblog.sample import Sample
 
 log = get_logger(__name__)
@@ -29,16 +29,34 @@ DEFAULT_LOCK_WAIT = 20.0
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL)
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(Record):
     """Where a sample went. ``reason`` says why the spool was not used (None when it was)."""
 
+    _fields = ("path", "backlogged", "flushed", "dropped", "pending", "reason")
+    __slots__ = _fields
     path: Path
     backlogged: bool
-    flushed: int = 0
-    dropped: int = 0
-    pending: int = 0
-    reason: str | None = None
+    flushed: int
+    dropped: int
+    pending: int
+    reason: str | None
+
+    def __init__(
+        self,
+        path: Path,
+        backlogged: bool,
+        flushed: int = 0,
+        dropped: int = 0,
+        pending: int = 0,
+        reason: str | None = None,
+    ) -> None:
+        _set = object.__setattr__
+        _set(self, "path", path)
+        _set(self, "backlogged", backlogged)
+        _set(self, "flushed", flushed)
+        _set(self, "dropped", dropped)
+        _set(self, "pending", pending)
+        _set(self, "reason", reason)
 
 
 def deliver(

@@ -8,11 +8,11 @@ wants handlers registers a ``setup`` function, called once, just before the firs
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
+    from typing import Any
 
 _setup: list[Callable[[], None]] = []
 
@@ -38,4 +38,5 @@ class _LazyLogger:
 
 def get_logger(name: str) -> logging.Logger:
     """A stand-in for ``logging.getLogger(name)`` that defers the import."""
-    return cast("logging.Logger", _LazyLogger(name))
+    logger: logging.Logger = _LazyLogger(name)  # type: ignore[assignment]
+    return logger

@@ -7,17 +7,21 @@ a ``proc_root`` (``/`` on a live node, a fake tree in tests) and builds ``NodeTo
 from __future__ import annotations
 
 import os
+from collections import namedtuple
 from pathlib import Path
-from typing import NamedTuple
 
 from lblog.errors import ParseError
 from lblog.procfile import read_text, uint, uints
 from lblog.sample import NodeTotals
 
 
-class CpuTotals(NamedTuple):
-    """The ``cpu`` line of /proc/stat summed into busy and idle, in USER_HZ jiffies."""
+class CpuTotals(namedtuple("CpuTotals", "cpus busy idle")):
+    """The ``cpu`` line of /proc/stat summed into busy and idle, in USER_HZ jiffies.
 
+    A collections named tuple: typing.NamedTuple would import typing on every cron run.
+    """
+
+    __slots__ = ()
     cpus: int
     busy: int  # user + nice + system + irq + softirq + steal (guest is inside user/nice)
     idle: int  # idle + iowait

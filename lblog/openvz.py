@@ -8,7 +8,7 @@ converts. The host (id 0) is not a VE and is left out.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import namedtuple
 
 from lblog.errors import ParseError
 from lblog.lazylog import get_logger
@@ -26,7 +26,16 @@ _BC_HEADER = ["uid", "resource", "held", "maxheld", "barrier", "limit", "failcnt
 _VESTAT_HEADER = "VEID user nice system uptime idle strv uptime used maxlat totlat numsched"
 
 
-class VeStat(NamedTuple):
+# Named tuples from collections (typing.NamedTuple would import typing on every cron run);
+# the annotations in each class give mypy the field types.
+_VeStat = namedtuple(
+    "_VeStat",
+    ["user", "nice", "system", "uptime", "idle", "strv", "uptime_fine", "used", "maxlat",
+     "totlat", "numsched"],
+)  # fmt: skip
+
+
+class VeStat(_VeStat):
     """One /proc/vz/vestat row (Version 2.2).
 
     user, nice, system, uptime: kernel jiffies (CONFIG_HZ, not USER_HZ).
@@ -34,6 +43,7 @@ class VeStat(NamedTuple):
     maxlat, totlat: scheduling latency; numsched: scheduling count.
     """
 
+    __slots__ = ()
     user: int
     nice: int
     system: int
@@ -52,17 +62,19 @@ class VeStat(NamedTuple):
         return self.user + self.nice + self.system
 
 
-class VeInfo(NamedTuple):
+class VeInfo(namedtuple("VeInfo", "classid numproc ips")):
     """One /proc/vz/veinfo row: class id, process count, IP addresses."""
 
+    __slots__ = ()
     classid: int
     numproc: int
     ips: tuple[str, ...]
 
 
-class Quota(NamedTuple):
+class Quota(namedtuple("Quota", "usage_kb softlimit_kb hardlimit_kb")):
     """Disk quota of one VE in 1 KiB blocks (from /proc/vz/vzquota or ``vzlist -j``)."""
 
+    __slots__ = ()
     usage_kb: int
     softlimit_kb: int
     hardlimit_kb: int

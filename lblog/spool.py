@@ -13,15 +13,15 @@ import re
 import time as _time
 from operator import attrgetter
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the agent imports no typing at run time (it costs milliseconds)
-    from collections.abc import Mapping
-    from typing import Any
 
 from lblog.atomic import write_atomic
 from lblog.errors import ParseError, SpoolError
 from lblog.sample import NodeTotals, Sample, VeRow
+
+TYPE_CHECKING = False  # the agent imports no typing at run time (it costs milliseconds)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 FORMAT = "lbvm-spool"
 VERSION = 1

@@ -10,7 +10,7 @@ quarantines the file instead of reaching the store half-understood.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from lblog.errors import ParseError
@@ -23,7 +23,7 @@ from lblog.ha.model import (
     DrbdStatus,
     DrbdVolume,
 )
-from lblog.sample import Sample
+from lblog.sample import NodeTotals, Sample, VeRow
 
 ProbeStatus = Literal["ok", "absent", "failed", "none"]
 STATUSES = ("ok", "absent", "failed", "none")
@@ -53,11 +53,26 @@ class HaReport:
     ves: tuple[VeMapping, ...] = ()
 
 
-@dataclass(frozen=True)
 class HaSample(Sample):
     """A Sample carrying its node's HA report; the spool writes it as the ``ha`` key."""
 
-    ha: HaReport | None = None
+    _fields = (*Sample._fields, "ha")
+    __slots__ = ("ha",)
+    ha: HaReport | None
+
+    def __init__(
+        self,
+        node: str,
+        time: float,
+        source: str,
+        cpu_hz: int,
+        jiffies_hz: int,
+        totals: NodeTotals,
+        ves: tuple[VeRow, ...],
+        ha: HaReport | None = None,
+    ) -> None:
+        super().__init__(node, time, source, cpu_hz, jiffies_hz, totals, ves)
+        object.__setattr__(self, "ha", ha)
 
 
 # -- to JSON -----------------------------------------------------------------------------
@@ -209,5 +224,5 @@ def from_doc(doc: Any, path: str = "ha") -> HaReport:
 
 def with_ha(sample: Sample, report: HaReport | None) -> HaSample:
     """``sample`` as an HaSample carrying ``report``."""
-    values = {f.name: getattr(sample, f.name) for f in fields(Sample)}
-    return HaSample(**values, ha=report)
+    s = sample
+    return HaSample(s.node, s.time, s.source, s.cpu_hz, s.jiffies_hz, s.totals, s.ves, report)
