@@ -1,15 +1,22 @@
-"""A last local search for ``balance`` on small clusters: lower the highest node utilisation.
+"""A last local search for ``balance`` on small clusters: lower the node peaks, highest first.
 
-The greedy minimises the spread one move at a time; on a small cluster that can leave the
-fullest node a few per cent above what is possible, and a single move can no longer help
-while exchanging two VEs can. This phase tries, for the fullest node, every single move off
-it and every swap of one of its VEs with a VE on another node, and takes the change that
-lowers that node's peak most, provided both nodes end below its old peak by at least what a
-migration must gain and at least ``FLOOR`` of its peak (twice that for a swap), and every
-step is valid (capacity, failover, rules, budget; each VE still moves at most once: a VE the
-plan moved already has its move replaced). It stops when the fullest node cannot be relieved.
+The greedy minimises the spread one move at a time; on a small cluster (a few VEs per node,
+so one VE is a big step) that can leave the fullest node well above what is possible. This
+phase lowers the sorted vector of node peaks (a node's peak: its highest utilisation over
+the weighted resources) lexicographically: it takes the nodes from the fullest down and, for
+the first one that can be relieved, makes the single move off it or the swap of one of its
+VEs with a VE on a node no fuller than it that leaves the higher of the two nodes lowest.
+Lowering a node below the fullest makes room that relieves the fullest one later.
 
-Cost per step (A VEs on the fullest node, V VEs, R resources): O(A·V·R) for the swaps.
+A change must lower the higher of its two nodes by a share of its peak of at least
+``min_gain`` / N per move (twice that for a migration to another pair, the same rule the
+greedy applies to the spread); among changes about as good the cheapest is taken. Every step
+is valid (capacity after each move, failover, rules, budget; a swap is two moves in whichever
+order keeps every step valid, or it is skipped; each VE still moves at most once: a VE the
+plan moved already has its move replaced). It stops when no node can be relieved.
+
+Cost per step (A VEs on the node relieved, V VEs, N nodes, R resources): O(A·(N + V)·R),
+times the nodes tried before one can be relieved (all N at the end).
 """
 
 from __future__ import annotations
@@ -19,90 +26,182 @@ import numpy as np
 from algorithms.state import Pick, State
 
 SMALL = 32  # nodes: clusters up to this size get the phase
-FLOOR = 0.02  # least relative drop of the fullest node's peak a move must bring (a swap twice)
-EPS = 1e-12
+TRIES = 16  # candidates checked in full per node before the next node is tried
+NEAR = 0.02  # candidates within this share of the best drop compete on cost
+KMAX = 12  # two nodes holding at most this many free VEs get every split of them scored
+ROUNDS = 3  # runs of the whole plan on its own result while it still changes (settling)
+SPLITS = 3  # best splits per pair of nodes kept as candidates
+
+Cand = tuple[float, float, tuple[tuple[int, int], ...]]  # peak after, bytes, moves (ve, node)
+
+
+def small(st: State) -> bool:
+    """Does the cluster get this phase?"""
+    return st.n <= SMALL and bool((st.w > 0).any())
 
 
 def shave(st: State) -> int:
     """Run the phase; returns how many moves it added."""
-    if st.n > SMALL or not (st.w > 0).any():
+    if not small(st):
         return 0
-    use = st.w > 0
     added = 0
-    while st.budget_left():
-        before = len(st.moves)
-        if not _step(st, use):
+    for _ in range(4 * st.p.n_ves + 8):  # each step lowers the sorted peaks: a safety bound
+        made = _step(st) if st.budget_left() else 0
+        if not made:
             break
-        added += len(st.moves) - before
+        added += made
     return added
 
 
-def _step(st: State, use: np.ndarray) -> bool:
-    u = st.u[:, use]
-    peak = u.max(axis=1)
-    s = int(np.argmax(peak))
+def _step(st: State) -> int:
+    """Relieve the fullest node that can be; returns how many moves that took (0: none)."""
+    use = st.w > 0
+    peak = st.u[:, use].max(axis=1)
+    for s in np.argsort(-peak, kind="stable"):
+        if peak[s] <= 0:
+            break
+        made = _relieve(st, int(s), peak, use)
+        if made:
+            return made
+    return 0
+
+
+def _relieve(st: State, s: int, peak: np.ndarray, use: np.ndarray) -> int:
+    """Make the best valid change that lowers node ``s`` and keeps the other node in it below
+    ``s``'s old peak by the share a change must gain; False when there is none."""
+    if not st.node_ves[s]:
+        return 0
     top = float(peak[s])
-    need = max(st.need_migrate, FLOOR * top)  # what a move must gain; a swap twice that
+    lower = np.flatnonzero((peak <= top) & (np.arange(st.n) != s))
+    small = np.array([len(st.node_ves[s]) + len(st.node_ves[d]) <= KMAX for d in lower],
+                     dtype=bool)
+    cands = _moves_and_swaps(st, s, lower[~small], use, top)
+    for d in lower[small]:
+        cands += _splits(st, s, int(d), use, top)
+    return _take(st, cands, top)
+
+
+def _moves_and_swaps(st: State, s: int, lower: np.ndarray, use: np.ndarray, top: float
+                     ) -> list[Cand]:
+    """Single moves off ``s`` onto ``lower`` and swaps with their VEs that lower ``s``."""
     mine = np.array(st.node_ves[s], dtype=np.int64)
-    if not len(mine):
-        return False
-    a = st.dem[:, use] * st.inv_cap[:, use][st.placement]  # each VE's share where it is
-    cap_s = st.inv_cap[s, use]
-    # single moves off s
-    ds = np.flatnonzero(st.open_targets() & (np.arange(st.n) != s))
-    best, choice = top - need, None
+    if not len(lower):
+        return []
+    u, inv, dem = st.u[:, use], st.inv_cap[:, use], st.dem[:, use]
+    a = dem[mine] * inv[s]  # [A, R] shares of s's VEs on s
+    out: list[Cand] = []
+    ds = lower[st.open_targets()[lower]]
     if len(ds):
-        g, _ = st.gains(mine, ds)
-        new_s = (u[s][None, :] - a[mine]).max(axis=1)
-        share_d = st.dem[mine][:, use][:, None, :] * st.inv_cap[ds][:, use][None, :, :]
-        new_d = (u[ds][None, :, :] + share_d).max(axis=2)
-        worst = np.maximum(new_s[:, None], new_d)
-        worst[g == -np.inf] = np.inf  # infeasible
-        i = int(np.argmin(worst))
-        if worst.flat[i] < best:
-            best, choice = float(worst.flat[i]), ("move", int(mine[i // len(ds)]),
-                                                   int(ds[i % len(ds)]))
-    # swaps of one of s's VEs with one on another node
-    others = np.array([v for v in np.flatnonzero(st.free)
-                       if st.placement[v] != s and st.dst_ok[st.placement[v]]], dtype=np.int64)
+        new_s = (u[s] - a).max(axis=1)[:, None]
+        new_d = (u[ds][None] + dem[mine][:, None] * inv[ds][None]).max(axis=2)
+        after = np.maximum(new_s, new_d)
+        need = top * st.needs(mine, ds)
+        cost = _cost(st, mine, ds)
+        for i, j in zip(*np.nonzero(after <= top - need), strict=True):
+            out.append((float(after[i, j]), float(cost[i, j]), ((int(mine[i]), int(ds[j])),)))
+    on = np.zeros(st.n, dtype=bool)
+    on[lower] = True
+    others = np.flatnonzero(st.free & on[st.placement] & st.dst_ok[st.placement])
     if len(others):
-        d = st.placement[others]
-        back = st.dem[others][:, use] * cap_s  # each other VE's share on s
-        new_s = (u[s][None, None, :] - a[mine][:, None, :] + back[None, :, :]).max(axis=2)
-        there = st.dem[mine][:, use][:, None, :] * st.inv_cap[d][:, use][None, :, :]
-        new_d = (u[d][None, :, :] - a[others][None, :, :] + there).max(axis=2)
-        worst = np.maximum(new_s, new_d)
-        order = np.argsort(worst, axis=None, kind="stable")
-        for i in order[:32]:
-            if worst.flat[i] >= min(best, top - 2 * need):
-                break
-            v, w = int(mine[i // len(others)]), int(others[i % len(others)])
-            if _swap(st, v, w):
-                return True
-    if choice is None:
+        y = st.placement[others]
+        new_s = (u[s] - a[:, None] + dem[others][None] * inv[s]).max(axis=2)
+        new_y = (u[y][None] - (dem[others] * inv[y])[None] + dem[mine][:, None] * inv[y][None]
+                 ).max(axis=2)
+        after = np.maximum(new_s, new_y)
+        need = top * (st.needs(mine, y) + st.needs(others, np.full(1, s)).T)
+        cost = _cost(st, mine, y) + _cost(st, others, np.full(1, s)).T
+        for i, j in zip(*np.nonzero(after <= top - need), strict=True):
+            out.append((float(after[i, j]), float(cost[i, j]),
+                        ((int(mine[i]), int(y[j])), (int(others[j]), s))))
+    return out
+
+
+def _splits(st: State, s: int, d: int, use: np.ndarray, top: float) -> list[Cand]:
+    """The best few ways to share the free VEs of nodes ``s`` and ``d`` between them (every
+    split is scored) that lower ``s``; each a list of moves."""
+    vs = np.array(st.node_ves[s] + st.node_ves[d], dtype=np.int64)
+    k = len(vs)
+    on_s = st.placement[vs] == s
+    bits = _bits(k)  # [2^k, k]: True = the VE ends on s
+    dem = st.dem[vs]
+    load_s = (st.load[s] - dem[on_s].sum(axis=0)) + bits @ dem
+    load_d = (st.load[d] - dem[~on_s].sum(axis=0)) + ~bits @ dem
+    fits = ((load_s <= st.limit[s] * (1 + 1e-9)) | (load_s <= st.load[s])).all(axis=1)
+    fits &= ((load_d <= st.limit[d] * (1 + 1e-9)) | (load_d <= st.load[d])).all(axis=1)
+    ps, pd = int(st.pair[s]), int(st.pair[d])
+    if ps != pd or ps < 0:
+        for p, node, load in ((ps, s, load_s), (pd, d, load_d)):
+            if p >= 0:
+                total = st.pload[p] + load - st.load[node]
+                fits &= ((total <= st.plim[p] * (1 + 1e-9)) | (total <= st.pload[p])).all(axis=1)
+    fits &= ~(bits & ~st.allowed[vs, s]).any(axis=1) & ~(~bits & ~st.allowed[vs, d]).any(axis=1)
+    after = np.maximum((load_s[:, use] * st.inv_cap[s, use]).max(axis=1),
+                       (load_d[:, use] * st.inv_cap[d, use]).max(axis=1))
+    moved = bits != on_s
+    to = np.where(on_s, d, s)
+    need = np.where(on_s, st.needs(vs, np.full(1, d))[:, 0], st.needs(vs, np.full(1, s))[:, 0])
+    cost = np.where(on_s, _cost(st, vs, np.full(1, d))[:, 0], _cost(st, vs, np.full(1, s))[:, 0])
+    ok = fits & moved.any(axis=1) & (after <= top - top * (moved @ need))
+    out: list[Cand] = []
+    for i in np.flatnonzero(ok)[np.argsort(after[ok], kind="stable")][:SPLITS]:
+        m = np.flatnonzero(moved[i])
+        out.append((float(after[i]), float(cost[m].sum()),
+                    tuple((int(vs[j]), int(to[j])) for j in m)))
+    return out
+
+
+def _bits(k: int) -> np.ndarray:
+    return ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+
+
+def _take(st: State, cands: list[Cand], top: float) -> int:
+    """Try the candidates, those about as good as the best cheapest first, then by peak
+    after; make the first one whose moves can all be made validly in some order."""
+    if not cands:
+        return 0
+    best = min(c[0] for c in cands)
+    near = top - (1 - NEAR) * (top - best)
+    order = sorted(cands, key=lambda c: (c[0] > near, c[1] if c[0] <= near else c[0], c[2]))
+    why = f"lower a node's peak {top:.3f}; "
+    for _, _, moves in order[:TRIES]:
+        if _make(st, list(moves), why):
+            return len(moves)
+    return 0
+
+
+def _make(st: State, moves: list[tuple[int, int]], why: str) -> bool:
+    """Make the moves, each as soon as it is valid; False (and nothing changed) when some
+    cannot be made or the budget does not cover them."""
+    cap = st.p.settings.max_moves
+    if cap is not None and len(st.moves) + len(moves) > cap:
         return False
-    _, ve, dst = choice
-    st.apply(Pick(ve, dst, 0.0), f"lower the fullest node's peak {top:.3f}; ")
+    prior = [(v, int(st.placement[v])) for v, _ in moves]
+    counts = st.undone, st.retargeted
+    done: list[int] = []
+    todo = moves
+    while todo:
+        rest = []
+        for v, d in todo:
+            g, _ = st.gains(np.array([v]), np.array([d]))
+            if g[0, 0] > -np.inf and st.affordable(Pick(v, d, 0.0)):
+                st.apply(Pick(v, d, 0.0), why if len(moves) == 1 else "exchange to " + why)
+                done.append(v)
+            else:
+                rest.append((v, d))
+        if len(rest) == len(todo):
+            for v, x in reversed(prior):  # put back what moved, in reverse
+                if v in done:
+                    st.apply(Pick(v, x, 0.0), "")
+            st.undone, st.retargeted = counts
+            return False
+        todo = rest
     return True
 
 
-def _swap(st: State, v: int, w: int) -> bool:
-    """Exchange VEs v and w, in whichever order keeps every step valid; False (and nothing
-    changed) when neither order does."""
-    s, d = int(st.placement[v]), int(st.placement[w])
-    cap = st.p.settings.max_moves
-    if cap is not None and len(st.moves) + 2 > cap:
-        return False
-    prior = {v: s, w: d}
-    for first, second in (((v, d), (w, s)), ((w, s), (v, d))):
-        g, _ = st.gains(np.array([first[0]]), np.array([first[1]]))
-        if g[0, 0] == -np.inf:
-            continue
-        st.apply(Pick(first[0], first[1], 0.0), "swap to lower the fullest node's peak; ")
-        g, _ = st.gains(np.array([second[0]]), np.array([second[1]]))
-        if g[0, 0] > -np.inf:
-            st.apply(Pick(second[0], second[1], 0.0), "swap to lower the fullest node's "
-                                                      "peak; ")
-            return True
-        st.apply(Pick(first[0], prior[first[0]], 0.0), "")  # put it back where it was
-    return False
+def _cost(st: State, vs: np.ndarray, ds: np.ndarray) -> np.ndarray:
+    """[A, D] bytes moving each of ``vs`` to each of ``ds`` copies."""
+    ps = st.pair[st.home(vs)][:, None]
+    same = (ps == st.pair[ds][None, :]) & (ps >= 0)
+    return np.where(same, st.cost[vs, 0][:, None], st.cost[vs, 1][:, None])
+
+
