@@ -7,6 +7,12 @@ pair where it leaves the lowest weighted utilisation, never breaking a target's
 placed first, while there is most room. VEs that cannot leave (pinned, out of balancing,
 not measured, no room anywhere) stay and are named in the plan's notes.
 
+An affinity group leaves as a unit: its members' moves come one right after the other, all
+to one node that has room for the whole group and that every member's rules allow (the
+partner first). A pinned member pins the group; when no node can take the whole group, it
+stays and the notes say so, rather than splitting it. Bringing VEs back moves a group the
+same way.
+
 The migration budget (max_moves, max_bytes, max_moves_per_node) is a limit on routine
 rebalancing; an evacuation the operator asked for is planned and validated without it
 (``for_drain``). Capacity, failover headroom, pins and maintenance always hold: the plan
@@ -23,6 +29,7 @@ import numpy as np
 
 from algorithms.base import Move, MoveKind, Plan, Problem
 from algorithms.pairs import maintenance, node_limit, pair_limit, pair_load, partner
+from algorithms.rules import group_ids, group_members
 from lbvm.errors import NotFound
 
 if TYPE_CHECKING:
@@ -79,18 +86,26 @@ class _Room:
         here = pair[self.where[v]]
         return (pair == here) & (here >= 0)
 
-    def fits(self, v: int) -> np.ndarray:
-        """[N] bool: targets that take VE ``v`` without breaking a limit (the validator's
-        rules: only resources that rise are checked)."""
-        d = self.p.demand[v]
-        rises = d > 0
-        node_ok = ~(((self.load + d) > self.limit * (1 + _TOL)) & rises).any(axis=1)
-        pair = self.p.pair
-        pair_ok = np.ones(self.p.n_nodes, dtype=bool)
+    def fits(self, vs: np.ndarray) -> np.ndarray:
+        """[N] bool: targets that take every VE of ``vs`` (those not there yet) without
+        breaking a limit (the validator's rules: only resources that rise are checked)."""
+        p = self.p
+        dem = p.demand[vs]
+        total = dem.sum(axis=0)
+        there = np.zeros_like(self.load)
+        np.add.at(there, self.where[vs], dem)
+        moved = total - there
+        node_ok = ~(((self.load + moved) > self.limit * (1 + _TOL)) & (moved > 0)).any(axis=1)
+        pair = p.pair
+        in_pair = np.zeros_like(self.pload)
+        home = pair[self.where[vs]]
+        np.add.at(in_pair, home[home >= 0], dem[home >= 0])
+        pair_ok = np.ones(p.n_nodes, dtype=bool)
         paired = pair >= 0
-        over = (self.pload[pair[paired]] + d) > self.plimit[pair[paired]] * (1 + _TOL)
-        pair_ok[paired] = ~(over & rises).any(axis=1)
-        return node_ok & (pair_ok | self.same_pair(v))
+        arriving = total - in_pair[pair[paired]]
+        over = (self.pload[pair[paired]] + arriving) > self.plimit[pair[paired]] * (1 + _TOL)
+        pair_ok[paired] = ~(over & (arriving > 0)).any(axis=1)
+        return node_ok & pair_ok
 
     def move(self, v: int, t: int, reason: str) -> Move:
         p = self.p
@@ -109,6 +124,28 @@ class _Room:
         return Move(p.ves[v], p.nodes[s], p.nodes[t], kind, reason, cost)
 
 
+def _units(problem: Problem, vs: np.ndarray) -> list[np.ndarray]:
+    """``vs`` in units that move together: each affinity group (all its members, wherever
+    they are) that has a VE in ``vs``, and every other VE alone; in the order of ``vs``."""
+    aff = group_ids(problem.affinity, problem.n_ves)
+    groups = group_members(aff)
+    out, seen = [], set()
+    for v in vs:
+        g = int(aff[v])
+        if g < 0:
+            out.append(np.array([v]))
+        elif g not in seen:
+            seen.add(g)
+            out.append(groups[g])
+    return out
+
+
+def _label(problem: Problem, unit: np.ndarray) -> str:
+    if len(unit) == 1:
+        return f"VE {problem.ves[unit[0]]}"
+    return f"affinity group of {', '.join(problem.ves[v] for v in unit)}"
+
+
 def drain_plan(problem: Problem, node: str) -> Plan:
     """Moves taking every VE off ``node``; see the module docstring for the choices."""
     n = node_index(problem, node)
@@ -118,32 +155,49 @@ def drain_plan(problem: Problem, node: str) -> Plan:
     blocked[n] = True
     on_node = np.flatnonzero(problem.placement == n)
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = np.nan_to_num(problem.demand[on_node] / problem.capacity.max(axis=0))
-    order = on_node[np.argsort(-share.max(axis=1), kind="stable")]
+        peak = problem.capacity.max(axis=0)
+        units = _units(problem, on_node)
+        share = np.array([np.nan_to_num(problem.demand[u].sum(axis=0) / peak).max()
+                          for u in units])
     weights = problem.settings.weights
     reason = DRAIN.format(node=node)
     moves: list[Move] = []
     notes: list[str] = []
-    for v in order:
-        ve = problem.ves[v]
-        if not problem.movable[v]:
-            notes.append(f"VE {ve} stays on {node}: pinned, out of balancing or not measured")
+    for unit in (units[i] for i in np.argsort(-share, kind="stable")):
+        what = _label(problem, unit)
+        pinned = unit[~problem.movable[unit]]
+        if len(pinned) and (len(np.unique(room.where[pinned])) > 1 or room.where[pinned[0]] == n):
+            who = f"{problem.ves[pinned[0]]} is " if len(unit) > 1 else ""
+            notes.append(f"{what} stays on {node}: {who}pinned, out of balancing or not "
+                         "measured")
             continue
-        ok = problem.allowed[v] & ~blocked & room.fits(v)
+        ok = problem.allowed[unit].all(axis=0) & ~blocked & room.fits(unit)
+        if len(pinned):
+            ok &= np.arange(problem.n_nodes) == room.where[pinned[0]]
         if not ok.any():
-            notes.append(f"VE {ve} stays on {node}: no allowed node has room for it")
+            whole = " the whole group" if len(unit) > 1 else " it"
+            notes.append(f"{what} stays on {node}: no allowed node has room for{whole}")
             continue
         if mate >= 0 and ok[mate]:
-            moves.append(room.move(v, mate, f"{reason}: to its HA partner"))
+            moves += _move_unit(room, unit, mate, f"{reason}: to its HA partner")
             continue
         with np.errstate(divide="ignore", invalid="ignore"):
-            after = np.nan_to_num((room.load + problem.demand[v]) / problem.capacity)
+            after = np.nan_to_num((room.load + problem.demand[unit].sum(axis=0))
+                                  / problem.capacity)
         cost = np.where(ok, (after * weights).max(axis=1), np.inf)
         t = int(np.argmin(cost))
         why = "partner full" if mate >= 0 else "no partner"
-        moves.append(room.move(v, t, f"{reason}: {why}, most room on {problem.nodes[t]}"))
-    notes.insert(0, f"drain of {node}: {len(moves)} of {len(on_node)} VE(s) leave")
+        moves += _move_unit(room, unit, t, f"{reason}: {why}, most room on {problem.nodes[t]}")
+    left = len(on_node) - int((room.where[on_node] != n).sum())
+    notes.insert(0, f"drain of {node}: {len(on_node) - left} of {len(on_node)} VE(s) leave")
     return Plan("drain", tuple(moves), problem.score(), problem.score(room.where), tuple(notes))
+
+
+def _move_unit(room: _Room, unit: np.ndarray, t: int, reason: str) -> list[Move]:
+    """The moves of ``unit``'s VEs not on ``t`` yet, one right after the other."""
+    if len(unit) > 1:
+        reason = f"{reason} ({_label(room.p, unit)} moves as a unit)"
+    return [room.move(int(v), t, reason) for v in unit if room.where[v] != t]
 
 
 def return_plan(problem: Problem, homes: Mapping[str, str], node: str) -> Plan:
@@ -151,7 +205,7 @@ def return_plan(problem: Problem, homes: Mapping[str, str], node: str) -> Plan:
 
     ``homes`` maps VE -> node it was drained from (read from the journal by the caller).
     A VE that is gone, already home, pinned or no longer fits there is named in the notes
-    and left where it is.
+    and left where it is; an affinity group goes back whole or not at all.
     """
     room = _Room(problem)
     index = {v: i for i, v in enumerate(problem.ves)}
@@ -159,25 +213,34 @@ def return_plan(problem: Problem, homes: Mapping[str, str], node: str) -> Plan:
     reason = RETURN.format(node=node)
     moves: list[Move] = []
     notes: list[str] = []
+    known: list[int] = []
     for ve, home in homes.items():
         v = index.get(ve)
         if v is None:
             notes.append(f"VE {ve} has no recent samples: not brought back")
-            continue
-        if home not in problem.nodes:
+        elif home not in problem.nodes:
             notes.append(f"VE {ve}: its home {home} is in no configured pair")
-            continue
-        t = problem.nodes.index(home)
-        if room.where[v] == t:
-            continue
-        if not problem.movable[v]:
-            notes.append(f"VE {ve} stays: pinned, out of balancing or not measured")
-        elif blocked[t] or not problem.allowed[v, t]:
-            notes.append(f"VE {ve} stays: {home} takes no VEs (maintenance)")
-        elif not room.fits(v)[t]:
-            notes.append(f"VE {ve} stays: {home} has no room for it now")
         else:
-            moves.append(room.move(v, t, reason))
+            known.append(v)
+    for unit in _units(problem, np.array(known, dtype=np.int64)):
+        what = _label(problem, unit)
+        wanted = {homes[problem.ves[v]] for v in unit if problem.ves[v] in homes}
+        if len(wanted) > 1:
+            notes.append(f"{what} stays: its members came from {', '.join(sorted(wanted))}")
+            continue
+        home = wanted.pop()
+        t = problem.nodes.index(home)
+        movers = unit[room.where[unit] != t]
+        if not len(movers):
+            continue
+        if not problem.movable[movers].all():
+            notes.append(f"{what} stays: pinned, out of balancing or not measured")
+        elif blocked[t] or not problem.allowed[unit, t].all():
+            notes.append(f"{what} stays: {home} takes no VEs (maintenance)")
+        elif not room.fits(unit)[t]:
+            notes.append(f"{what} stays: {home} has no room for it now")
+        else:
+            moves += _move_unit(room, unit, t, reason)
     notes.insert(0, f"return to {node}: {len(moves)} of {len(homes)} drained VE(s) go back")
     return Plan("return", tuple(moves), problem.score(), problem.score(room.where), tuple(notes))
 
