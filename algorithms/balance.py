@@ -48,7 +48,8 @@ from algorithms import groups
 from algorithms.base import Plan, Problem
 from algorithms.pairs import check_shapes
 from algorithms.rules import anti_crowded
-from algorithms.shave import shave
+from algorithms.settle import settle
+from algorithms.shave import ROUNDS, deep, shave, small
 from algorithms.state import Pick, State
 
 # (sources, targets) per resource for each widening of the candidate net.
@@ -70,6 +71,10 @@ class Balance:
         check_shapes(problem)
         st = State(problem)
         notes = _run(st) if problem.n_ves and problem.n_nodes else []
+        if st.moves and small(st) and deep(st):
+            settled = settle(problem, st, _run, rounds=ROUNDS)
+            if settled is not None:
+                st = settled
         return Plan(
             algorithm=self.name,
             moves=tuple(st.moves),

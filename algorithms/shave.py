@@ -21,6 +21,8 @@ times the nodes tried before one can be relieved (all N at the end).
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from algorithms.state import Pick, State
@@ -29,6 +31,7 @@ SMALL = 32  # nodes: clusters up to this size get the phase
 TRIES = 16  # candidates checked in full per node before the next node is tried
 NEAR = 0.02  # candidates within this share of the best drop compete on cost
 KMAX = 12  # two nodes holding at most this many free VEs get every split of them scored
+DEEP = 2000  # VEs × nodes up to which every node is relieved in turn and the plan settled
 ROUNDS = 3  # runs of the whole plan on its own result while it still changes (settling)
 SPLITS = 3  # best splits per pair of nodes kept as candidates
 
@@ -38,6 +41,11 @@ Cand = tuple[float, float, tuple[tuple[int, int], ...]]  # peak after, bytes, mo
 def small(st: State) -> bool:
     """Does the cluster get this phase?"""
     return st.n <= SMALL and bool((st.w > 0).any())
+
+
+def deep(st: State) -> bool:
+    """Does every node get relieved in turn (else only the fullest), and the plan settled?"""
+    return st.n * st.p.n_ves <= DEEP
 
 
 def shave(st: State) -> int:
@@ -57,7 +65,7 @@ def _step(st: State) -> int:
     """Relieve the fullest node that can be; returns how many moves that took (0: none)."""
     use = st.w > 0
     peak = st.u[:, use].max(axis=1)
-    for s in np.argsort(-peak, kind="stable"):
+    for s in np.argsort(-peak, kind="stable")[:None if deep(st) else 1]:
         if peak[s] <= 0:
             break
         made = _relieve(st, int(s), peak, use)
@@ -75,45 +83,74 @@ def _relieve(st: State, s: int, peak: np.ndarray, use: np.ndarray) -> int:
     lower = np.flatnonzero((peak <= top) & (np.arange(st.n) != s))
     small = np.array([len(st.node_ves[s]) + len(st.node_ves[d]) <= KMAX for d in lower],
                      dtype=bool)
-    cands = _moves_and_swaps(st, s, lower[~small], use, top)
+    # no split can beat both nodes at the same utilisation, their load over both capacities
+    even = ((st.load[s] + st.load[lower]) / (st.p.capacity[s] + st.p.capacity[lower]))[:, use]
+    small &= even.max(axis=1) < top * (1 - st.need_switch)
+    mine = np.array(st.node_ves[s], dtype=np.int64)
+    big = lower[~small]
+    cands = _moves(st, s, mine, big, use, top) + _swaps(st, s, mine, big, use, top)
     for d in lower[small]:
         cands += _splits(st, s, int(d), use, top)
     return _take(st, cands, top)
 
 
-def _moves_and_swaps(st: State, s: int, lower: np.ndarray, use: np.ndarray, top: float
-                     ) -> list[Cand]:
-    """Single moves off ``s`` onto ``lower`` and swaps with their VEs that lower ``s``."""
-    mine = np.array(st.node_ves[s], dtype=np.int64)
-    if not len(lower):
+def _moves(st: State, s: int, mine: np.ndarray, lower: np.ndarray, use: np.ndarray,
+           top: float) -> list[Cand]:
+    """Single moves of one of ``mine`` off ``s`` onto one of ``lower`` that lower ``s``."""
+    ds = lower[st.open_targets()[lower]]
+    if not len(ds):
         return []
     u, inv, dem = st.u[:, use], st.inv_cap[:, use], st.dem[:, use]
-    a = dem[mine] * inv[s]  # [A, R] shares of s's VEs on s
+    new_s = (u[s] - dem[mine] * inv[s]).max(axis=1)[:, None]
+    new_d = (u[ds][None] + dem[mine][:, None] * inv[ds][None]).max(axis=2)
+    after = np.maximum(new_s, new_d)
+    cost = _cost(st, mine, ds)
+    ok = (after <= top * (1 - st.needs(mine, ds))) & _room(st, st.dem[mine], s, ds)
     out: list[Cand] = []
-    ds = lower[st.open_targets()[lower]]
-    if len(ds):
-        new_s = (u[s] - a).max(axis=1)[:, None]
-        new_d = (u[ds][None] + dem[mine][:, None] * inv[ds][None]).max(axis=2)
-        after = np.maximum(new_s, new_d)
-        need = top * st.needs(mine, ds)
-        cost = _cost(st, mine, ds)
-        for i, j in zip(*np.nonzero(after <= top - need), strict=True):
-            out.append((float(after[i, j]), float(cost[i, j]), ((int(mine[i]), int(ds[j])),)))
+    for f in _shortlist(after, cost, ok, top):
+        i, j = divmod(f, len(ds))
+        out.append((float(after[i, j]), float(cost[i, j]), ((int(mine[i]), int(ds[j])),)))
+    return out
+
+
+def _swaps(st: State, s: int, mine: np.ndarray, lower: np.ndarray, use: np.ndarray,
+           top: float) -> list[Cand]:
+    """Exchanges of one of ``mine`` (on ``s``) with a VE on one of ``lower`` that lower ``s``."""
     on = np.zeros(st.n, dtype=bool)
     on[lower] = True
     others = np.flatnonzero(st.free & on[st.placement] & st.dst_ok[st.placement])
-    if len(others):
-        y = st.placement[others]
-        new_s = (u[s] - a[:, None] + dem[others][None] * inv[s]).max(axis=2)
-        new_y = (u[y][None] - (dem[others] * inv[y])[None] + dem[mine][:, None] * inv[y][None]
-                 ).max(axis=2)
-        after = np.maximum(new_s, new_y)
-        need = top * (st.needs(mine, y) + st.needs(others, np.full(1, s)).T)
-        cost = _cost(st, mine, y) + _cost(st, others, np.full(1, s)).T
-        for i, j in zip(*np.nonzero(after <= top - need), strict=True):
-            out.append((float(after[i, j]), float(cost[i, j]),
-                        ((int(mine[i]), int(y[j])), (int(others[j]), s))))
-    return out
+    if not len(others):
+        return []
+    u, inv, dem = st.u[:, use], st.inv_cap[:, use], st.dem[:, use]
+    y = st.placement[others]
+    new_s = (u[s] - dem[mine][:, None] * inv[s] + dem[others][None] * inv[s]).max(axis=2)
+    new_y = (u[y][None] - (dem[others] * inv[y])[None] + dem[mine][:, None] * inv[y][None]
+             ).max(axis=2)
+    after = np.maximum(new_s, new_y)
+    need = top * (st.needs(mine, y) + st.needs(others, np.full(1, s)).T)
+    i, j = np.nonzero(after <= top - need)
+    # both nodes (and pairs) hold the exchange, and one of its two moves fits first
+    room_n, room_p = np.maximum(st.tab[2].T, 0), np.maximum(st.tab[3].T, 0)
+    v, w, d = mine[i], others[j], y[j]
+    net = st.dem[v] - st.dem[w]  # [K, R]: d gains it, s loses it
+    cross = ~((st.pair[d] == st.pair[s]) & (st.pair[s] >= 0))
+    ok = (net <= room_n[d]).all(axis=1) & (-net <= room_n[s]).all(axis=1)
+    ok &= ~cross | ((net <= room_p[d]).all(axis=1) & (-net <= room_p[s]).all(axis=1))
+    first = (st.dem[v] <= room_n[d]).all(axis=1) & (~cross | (st.dem[v] <= room_p[d]).all(axis=1))
+    back = (st.dem[w] <= room_n[s]).all(axis=1) & (~cross | (st.dem[w] <= room_p[s]).all(axis=1))
+    ok &= first | back
+    cost = (_cost(st, mine, y) + _cost(st, others, np.full(1, s)).T)[i, j]
+    return [(float(after[i[k], j[k]]), float(cost[k]), ((int(v[k]), int(d[k])), (int(w[k]), s)))
+            for k in _shortlist(after[i, j], cost, ok, top)]
+
+
+def _room(st: State, dem: np.ndarray, s: int, ds: np.ndarray) -> np.ndarray:
+    """[A, D] does each demand [A, R] moved from node ``s`` fit on each of ``ds`` and, across
+    pairs, in its pair? A prescreen: a move is checked in full before it is made."""
+    room_n, room_p = st.tab[2][:, ds].T[None], st.tab[3][:, ds].T[None]
+    same = ((st.pair[ds] == st.pair[s]) & (st.pair[s] >= 0))[None]
+    add = dem[:, None]
+    return (add <= room_n).all(axis=2) & (same | (add <= room_p).all(axis=2))
 
 
 def _splits(st: State, s: int, d: int, use: np.ndarray, top: float) -> list[Cand]:
@@ -142,15 +179,31 @@ def _splits(st: State, s: int, d: int, use: np.ndarray, top: float) -> list[Cand
     need = np.where(on_s, st.needs(vs, np.full(1, d))[:, 0], st.needs(vs, np.full(1, s))[:, 0])
     cost = np.where(on_s, _cost(st, vs, np.full(1, d))[:, 0], _cost(st, vs, np.full(1, s))[:, 0])
     ok = fits & moved.any(axis=1) & (after <= top - top * (moved @ need))
+    bytes_ = moved @ cost
     out: list[Cand] = []
-    for i in np.flatnonzero(ok)[np.argsort(after[ok], kind="stable")][:SPLITS]:
+    for i in _shortlist(after, bytes_, ok, top, SPLITS):
         m = np.flatnonzero(moved[i])
-        out.append((float(after[i]), float(cost[m].sum()),
-                    tuple((int(vs[j]), int(to[j])) for j in m)))
+        out.append((float(after[i]), float(bytes_[i]), tuple((int(vs[j]), int(to[j])) for j in m)))
     return out
 
 
+def _shortlist(after: np.ndarray, cost: np.ndarray, ok: np.ndarray, top: float,
+               k: int = TRIES) -> list[int]:
+    """Flat indices of a few candidates among ``ok``: the k cheapest of those about as good
+    as the best (within ``NEAR`` of its drop), then the k that leave the lowest peak."""
+    idx = np.flatnonzero(ok)
+    if not len(idx):
+        return []
+    a, c = after.ravel()[idx], cost.ravel()[idx]
+    near = a <= top - (1 - NEAR) * (top - a.min())
+    cheap = idx[near][np.argsort(c[near], kind="stable")[:k]]
+    low = idx[np.argsort(a, kind="stable")[:k]]
+    return list(dict.fromkeys(int(i) for i in np.concatenate([cheap, low])))
+
+
+@cache
 def _bits(k: int) -> np.ndarray:
+    """[2^k, k] every subset of k items, as rows of flags."""
     return ((np.arange(2**k)[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
 
 
