@@ -208,6 +208,8 @@ def balance_step(st: State) -> bool:
     srcs = np.unique(np.concatenate([st.ranked(st.u[:, r], src_mask, K_SRC) for r in use]))
     ds = np.unique(np.concatenate([st.ranked(-st.u[:, r], st.open_targets(), K_DST)
                                    for r in use]))
+    if not len(ds):
+        return False
     on = np.isin(st.placement, srcs)
     top = float(st.u[:, use].max())
     best_g, best_d, best = -1, -1, 0.0
