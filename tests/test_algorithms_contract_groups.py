@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_algorithms_contract import ALGORITHMS, apply, random_problem, small
 
 from algorithms import registry
 from algorithms.base import Problem
 from algorithms.rules import group_ids
 from lbvm.validate import units, validate
-from test_algorithms_contract import ALGORITHMS, apply, random_problem, small
 
 
 def grouped(seed: int, n_nodes: int, n_ves: int, *, maintenance: int, tiny: bool,
