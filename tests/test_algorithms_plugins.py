@@ -202,7 +202,7 @@ def test_consolidate_second_run_has_nothing_left(seed: int, maintenance: int, lo
 def test_consolidate_settles_when_an_evacuee_blocks_a_pair() -> None:
     """Evacuees land on a pair packing then wants empty: the plan is made again from its own
     result and each VE goes straight where it settles."""
-    problem = random_problem(28339, 9, 53, ruled=0.5, groups=True, pinned=0.0)
+    problem = random_problem(28010, 9, 53, ruled=0.5, groups=True, pinned=0.0)
     plan = Consolidate().plan(problem)
     assert any(n.startswith("planned again on its own result") for n in plan.notes)
     assert validate(problem, plan) == []
