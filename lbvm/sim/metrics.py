@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from lbvm.sim.power import energy_kwh, power
 from lbvm.sim.replay import ReplayResult
@@ -81,13 +82,16 @@ def spread(util: np.ndarray) -> np.ndarray:
     return util.std(axis=1)
 
 
-def standby_on(active: np.ndarray, pairs: tuple[str, ...]) -> np.ndarray:
-    """[T, N] nodes on when both nodes of every pair with an active node are on."""
-    _, pair_idx = np.unique(np.asarray(pairs, dtype=object), return_inverse=True)
-    member = np.zeros((len(pairs), int(pair_idx.max()) + 1 if len(pairs) else 0))
-    member[np.arange(len(pairs)), pair_idx] = 1.0
+def standby_on(active: np.ndarray, pairs: tuple[str | None, ...]) -> np.ndarray:
+    """[T, N] nodes on when both nodes of every pair with an active node are on (a node in
+    no pair, None, is on when it is active)."""
+    pair_idx = pd.factorize(pd.Series(pairs, dtype=object))[0]
+    paired = pair_idx >= 0
+    member = np.zeros((len(pairs), int(pair_idx.max(initial=-1)) + 1))
+    member[np.flatnonzero(paired), pair_idx[paired]] = 1.0
     used = (active.astype(np.float64) @ member) > 0
-    return used[:, pair_idx] | active
+    used = np.concatenate([used, np.zeros((len(active), 1), dtype=bool)], axis=1)
+    return used[:, pair_idx] | active  # -1 (in no pair) reads the last column: False
 
 
 def summarise(r: ReplayResult) -> Metrics:

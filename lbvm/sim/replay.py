@@ -14,6 +14,9 @@ as the executor starts them (``executor.schedule``): in plan order, at most
 touch its pairs; while they run no new plan starts (the monitor's job would still be busy),
 which is counted as ``busy_skips``.
 
+With ``profile_window`` each Problem also carries the VEs' samples over that window as its
+``profile`` (not running: 0), for the algorithms that read time profiles.
+
 Plans are due at every interval (the frequent check at the ``automatic`` level), or with
 ``nightly`` once a day when the trace clock (UTC) passes ``nightly_at``.
 
@@ -180,6 +183,7 @@ class _Planner:
         self.node_names = np.array(cluster.nodes, dtype=object)
         self.ve_names = list(trace.ves)
         self.samples = max(1, math.ceil(self.balance.window / trace.interval - 1e-9))
+        self.profile_steps = math.ceil(scenario.profile_window / trace.interval - 1e-9)
 
     def problem(self, t: int, where: np.ndarray) -> Problem:
         lo = max(0, t + 1 - self.samples)
@@ -195,6 +199,10 @@ class _Planner:
         problem = problem_from_frame(frame, self.node_frame, self.balance)
         if problem.ves != self.trace.ves:  # sorted_trace makes this hold
             raise LbvmError("the Problem's VE order differs from the trace's")
+        if self.profile_steps:
+            lo = max(0, t + 1 - self.profile_steps)
+            prof = np.stack([self.trace.cpu[:, lo:t + 1], self.trace.mem[:, lo:t + 1]], axis=2)
+            problem = replace(problem, profile=np.nan_to_num(prof).astype(np.float32))
         return problem
 
     def run(self, problem: Problem, now: float
@@ -241,7 +249,7 @@ def replay(
         move_mem = trace.mem_size
         trace = replace(trace, mem=np.where(np.isnan(trace.mem), np.nan, 0.0))
     T, N, dt = trace.n_steps, cluster.n_nodes, trace.interval
-    pair_idx = pd.factorize(pd.Series(cluster.pairs))[0].astype(np.int64)
+    pair_idx = pd.factorize(pd.Series(cluster.pairs, dtype=object))[0].astype(np.int64)
     P = n_pairs(pair_idx)
     limit = _pair_limit(cluster, pair_idx, scenario)
     util = np.zeros((T, N, 2))
@@ -293,7 +301,8 @@ def replay(
                 seg, busy_until = _schedule(problem, plan, done, k1, scenario.bandwidth,
                                             planner.limits)
                 moves[t] = len(done)
-                switch[t] = int(np.sum(problem.pair[seg.src] == problem.pair[seg.dst]))
+                ps = problem.pair[seg.src]
+                switch[t] = int(np.sum((ps >= 0) & (ps == problem.pair[seg.dst])))
                 moved_bytes[t] = int(np.sum(_cost(problem, seg)))
         finally:
             engine.dispose()
@@ -305,8 +314,9 @@ def replay(
 def _pair_limit(cluster: Cluster, pair_idx: np.ndarray, scenario: SimScenario) -> np.ndarray:
     """[P, R] load each pair may carry and still fail over (weaker node × overcommit)."""
     cap = np.stack([cluster.cpus, cluster.mem_bytes], axis=1)
-    weakest = np.full((int(pair_idx.max()) + 1, 2), np.inf)
-    np.minimum.at(weakest, pair_idx, cap)
+    weakest = np.full((n_pairs(pair_idx), 2), np.inf)
+    paired = pair_idx >= 0  # -1: in no pair
+    np.minimum.at(weakest, pair_idx[paired], cap[paired])
     over = scenario.balance.failover_overcommit
     return weakest * np.array([over["cpu"], over["mem"]])
 
@@ -314,9 +324,11 @@ def _pair_limit(cluster: Cluster, pair_idx: np.ndarray, scenario: SimScenario) -
 def _active(occupied: np.ndarray, pair_idx: np.ndarray, rule: str) -> np.ndarray:
     if rule == "never":
         return np.ones_like(occupied)
-    if rule == "pair":
-        used = np.bincount(pair_idx, weights=occupied.astype(np.float64)) > 0
-        return used[pair_idx]
+    if rule == "pair":  # a node in no pair is on when it is occupied
+        paired = pair_idx >= 0
+        used = np.bincount(pair_idx[paired], weights=occupied[paired].astype(np.float64),
+                           minlength=n_pairs(pair_idx)) > 0
+        return np.where(paired, np.r_[used, False][pair_idx], occupied)
     return occupied
 
 

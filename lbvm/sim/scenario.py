@@ -4,7 +4,8 @@ A scenario is a TOML file (docs/simulator.md lists every key) or built in code:
 ``cloudsim(pairs)`` is the setup of Beloglazov & Buyya 2012 (HP ML110 G4 and G5 hosts,
 CloudSim's VM types, half of 1 Gbit/s per migration) with hosts grouped two by two into HA
 pairs. Node i is host type i mod len(host_types), and nodes 2p and 2p+1 form pair p, so with
-the two CloudSim types every pair has one G4 and one G5.
+the two CloudSim types every pair has one G4 and one G5. With ``ha = false`` the nodes are
+in no pair (as CloudSim's hosts): no failover headroom, no standby.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lbvm.config import BalanceConfig, ExecutorConfig, PairConfig, section
+from lbvm.config import BalanceConfig, ExecutorConfig, PairConfig, parse_duration, section
 from lbvm.errors import ConfigError
 from lbvm.sim.power import ML110_G4, ML110_G5, check_table
 from lbvm.sim.traces import CLOUDSIM_VM_TYPES, MIB, MIPS_PER_CORE, VmType
@@ -48,7 +49,7 @@ class Cluster:
     """The nodes of a replay, in Problem order. cpus in reference cores (1,000 MIPS)."""
 
     nodes: tuple[str, ...]
-    pairs: tuple[str, ...]
+    pairs: tuple[str | None, ...]  # None: the node is in no pair
     cpus: np.ndarray
     mem_bytes: np.ndarray
     core_mips: np.ndarray
@@ -61,7 +62,8 @@ class Cluster:
     def pair_configs(self) -> tuple[PairConfig, ...]:
         members: dict[str, list[str]] = {}
         for node, pair in zip(self.nodes, self.pairs, strict=True):
-            members.setdefault(pair, []).append(node)
+            if pair is not None:
+                members.setdefault(pair, []).append(node)
         return tuple(PairConfig(p, (m[0], m[1])) for p, m in members.items())
 
 
@@ -72,11 +74,15 @@ class SimScenario:
     name: str = "default"
     host_types: tuple[HostType, ...] = (G4, G5)
     pairs: int | None = None  # None: CloudSim's ratio of hosts per VM, rounded up to pairs
+    ha: bool = True  # False: the 2 x pairs nodes are in no pair (CloudSim has no HA)
     vm_types: tuple[VmType, ...] = CLOUDSIM_VM_TYPES
     bandwidth: float = 62.5 * MIB  # bytes/s one migration gets (CloudSim: half of 1 Gbit/s)
     switch_off: str = "node"
     placement: str = "pabfd"
     pdm_share: float = 0.1  # share of a VE's CPU lost while it migrates (CloudSim: 10 %)
+    # seconds of history each Problem carries as its profile (0: none), for time-aware
+    # algorithms (peak; consolidate sizes a node on its VEs' summed profile)
+    profile_window: float = 0.0
     # "cloudsim-null": memory counts for the initial placement only, then every VE asks for
     # 0 bytes (CloudSim's PlanetLab cloudlets); moves still copy the VE's full memory
     memory: str = "counted"
@@ -98,6 +104,8 @@ class SimScenario:
             raise ConfigError("pdm_share must be between 0 and 1")
         if self.pairs is not None and self.pairs < 1:
             raise ConfigError("pairs must be at least 1")
+        if not 0 <= self.profile_window <= 7 * 86400:
+            raise ConfigError("profile_window must be between 0 and 7 days")
         if not self.host_types:
             raise ConfigError("a scenario needs at least one host type")
         hh, _, mm = self.nightly_at.partition(":")
@@ -108,7 +116,8 @@ class SimScenario:
         return self.pairs or max(1, math.ceil(n_ves * HOSTS_PER_VM / 2))
 
     def cluster(self, n_ves: int) -> Cluster:
-        """``n_pairs`` pairs of nodes named n001a/n001b, ... with alternating host types."""
+        """``n_pairs`` pairs of nodes named n001a/n001b, ... with alternating host types (with
+        ``ha = false`` the same nodes, in no pair)."""
         n = 2 * self.n_pairs(n_ves)
         kinds = [self.host_types[i % len(self.host_types)] for i in range(n)]
         width = max(3, len(str(n // 2)))
@@ -118,7 +127,7 @@ class SimScenario:
                                     h.power) for h in kinds])
         return Cluster(
             nodes=names,
-            pairs=tuple(f"pair{i // 2 + 1:0{width}d}" for i in range(n)),
+            pairs=tuple(f"pair{i // 2 + 1:0{width}d}" if self.ha else None for i in range(n)),
             cpus=np.array([h.cores * h.mips / MIPS_PER_CORE for h in kinds]),
             mem_bytes=np.array([float(h.mem_bytes) for h in kinds]),
             core_mips=np.array([h.mips for h in kinds]),
@@ -133,8 +142,9 @@ def cloudsim(pairs: int = 400) -> SimScenario:
 
 # -- TOML ----------------------------------------------------------------------------------
 
-_TOP = {"name", "pairs", "bandwidth_mib_s", "switch_off", "placement", "pdm_share",
-        "nightly_at", "memory", "host_types", "vm_types", "balance", "executor"}
+_TOP = {"name", "pairs", "ha", "bandwidth_mib_s", "switch_off", "placement", "pdm_share",
+        "nightly_at", "memory", "profile_window", "host_types", "vm_types", "balance",
+        "executor"}
 
 
 def _host_type(raw: Any, where: str) -> HostType:
@@ -171,6 +181,13 @@ def load(path: str | Path) -> SimScenario:
     try:
         if "pairs" in raw:
             values["pairs"] = int(raw["pairs"])
+        if "ha" in raw:
+            if not isinstance(raw["ha"], bool):
+                raise ConfigError(f"{where}: ha must be true or false, not {raw['ha']!r}")
+            values["ha"] = raw["ha"]
+        if "profile_window" in raw:
+            values["profile_window"] = parse_duration(raw["profile_window"],
+                                                      f"{where}: profile_window")
         if "bandwidth_mib_s" in raw:
             values["bandwidth"] = float(raw["bandwidth_mib_s"]) * MIB
         for key in ("switch_off", "placement", "nightly_at", "memory"):
