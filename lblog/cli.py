@@ -7,168 +7,26 @@ stderr, nothing written), 2 bad usage.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
+from lblog.args import DEFAULT_SPOOL, build_parser, parse_args
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import SimpleNamespace
     from typing import Any
 
     from lblog.sample import Sample
 
-DEFAULT_SPOOL = "/var/spool/lbvm"
-EXAMPLE = (
-    "example: lblog collect --spool /mnt/lbvm/spool --backlog /var/lib/lblog/backlog "
-    "--drbd auto --cluster pacemaker"
-)
-
-
-class _Version(argparse.Action):
-    """--version without importing importlib.metadata on every cron run."""
-
-    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kw: object) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            text = version("lbvm")
-        except PackageNotFoundError:
-            text = "unknown"
-        print(f"lblog {text}")
-        parser.exit()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from lblog.backlog import DEFAULT_DIR, DEFAULT_MAX
-    from lblog.collect import SOURCES
-    from lblog.deliver import DEFAULT_LOCK_WAIT
-    from lblog.ha.modes import CLUSTER_MODES, DRBD_MODES, PRIVATE_TEMPLATE
-
-    parser = argparse.ArgumentParser(
-        prog="lblog", description="LBVM node agent: collect VE usage into the shared spool."
-    )
-    parser.add_argument("--version", action=_Version, nargs=0, help="print the version")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = commands.add_parser(
-        "collect",
-        help="write one sample of this node to the spool",
-        description="Read this node's VEs and totals and write one spool file (atomic). "
-        "Prints nothing on success. When the spool is unreachable the sample is kept in "
-        "a local backlog and flushed into the spool by the next run that can reach it.",
-        epilog=EXAMPLE,
-    )
-    p.add_argument(
-        "--proc-root",
-        type=Path,
-        default=Path("/"),
-        metavar="DIR",
-        help="root holding proc/ (default: /)",
-    )
-    p.add_argument(
-        "--spool",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help=f"spool directory (default: $LBLOG_SPOOL or {DEFAULT_SPOOL})",
-    )
-    p.add_argument(
-        "--node", default=None, metavar="NAME", help="node name (default: short host name)"
-    )
-    p.add_argument(
-        "--source",
-        choices=SOURCES,
-        default="openvz",
-        help="what accounts the VEs (default: openvz)",
-    )
-    p.add_argument(
-        "--sys-root",
-        type=Path,
-        default=Path("/"),
-        metavar="DIR",
-        help="root holding sys/fs/cgroup (default: /)",
-    )
-    p.add_argument(
-        "--ve-glob",
-        default=None,
-        metavar="GLOB",
-        help="cgroup glob of the VEs, e.g. 'machine.slice/*' or 'lxc.payload.*'",
-    )
-    p.add_argument(
-        "--private-path",
-        type=Path,
-        default=Path("/vz"),
-        metavar="DIR",
-        help="filesystem of the VE private areas, for disk totals (default: /vz)",
-    )
-    p.add_argument(
-        "--cpu-hz",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="unit of vestat CPU counters (default: the kernel's CONFIG_HZ)",
-    )
-    p.add_argument(
-        "--backlog",
-        type=Path,
-        default=DEFAULT_DIR,
-        metavar="DIR",
-        help=f"local backlog while the spool is away (default: {DEFAULT_DIR})",
-    )
-    p.add_argument(
-        "--backlog-max",
-        type=_positive_int,
-        default=DEFAULT_MAX,
-        metavar="N",
-        help=f"samples kept in the backlog, oldest dropped (default: {DEFAULT_MAX})",
-    )
-    p.add_argument(
-        "--lock-wait",
-        type=float,
-        default=DEFAULT_LOCK_WAIT,
-        metavar="SECONDS",
-        help=f"wait for a running collect (default: {DEFAULT_LOCK_WAIT:g})",
-    )
-    p.add_argument(
-        "--drbd",
-        choices=DRBD_MODES,
-        default="none",
-        help="DRBD state to report: auto (/proc/drbd for DRBD 8, else the DRBD 9 tools), "
-        "proc, drbdsetup (DRBD 9: status --json, drbdadm status, events2) or none (default)",
-    )
-    p.add_argument(
-        "--cluster",
-        choices=CLUSTER_MODES,
-        default="none",
-        help="cluster manager to ask: pacemaker (crm_mon), heartbeat (cl_status and "
-        "haresources), rgmanager (clustat -x) or none (default)",
-    )
-    p.add_argument(
-        "--ha-map",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="VE -> resources, one 've=drbd_resource[,cluster_resource]' per line "
-        "(default: found from /proc/mounts and the cluster's resources)",
-    )
-    p.add_argument(
-        "--private-template",
-        default=PRIVATE_TEMPLATE,
-        metavar="PATH",
-        help=f"where a VE's private area is, to find its DRBD device (default: "
-        f"{PRIVATE_TEMPLATE})",
-    )
-    p.add_argument(
-        "--print", dest="print_path", action="store_true", help="print the path of the file written"
-    )
-    p.add_argument("-v", "--verbose", action="store_true", help="log progress on stderr")
-    return parser
+__all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exc:  # argparse: 0 for --help/--version, 2 for bad usage
         return exc.code if isinstance(exc.code, int) else 2
     # Our own handler on the "lblog" logger, installed only if something is logged (a
@@ -199,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             logger.propagate = True
 
 
-def _collect(args: argparse.Namespace) -> int:
+def _collect(args: SimpleNamespace) -> int:
     from lblog import spool
     from lblog.collect import collect, run_command
     from lblog.deliver import deliver
@@ -244,7 +102,7 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_ha(args: argparse.Namespace, sample: Sample, node: str) -> Sample:
+def _with_ha(args: SimpleNamespace, sample: Sample, node: str) -> Sample:
     """The sample with this node's HA report (absent tools are reported, not fatal)."""
     from lblog.ha.agent import collect_ha
     from lblog.ha.report import with_ha
@@ -259,16 +117,6 @@ def _with_ha(args: argparse.Namespace, sample: Sample, node: str) -> Sample:
         local=node,
     )
     return with_ha(sample, report)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not positive")
-    return value
 
 
 if __name__ == "__main__":

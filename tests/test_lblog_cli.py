@@ -121,8 +121,10 @@ def test_no_pandas_or_numpy_in_the_agent(root, tmp_path):
         import sys
         from lblog.cli import main
         rc = main({args(root, tmp_path)!r})
-        # logging too: a run that has nothing to say does not pay for importing it
-        heavy = ("pandas", "numpy", "sqlalchemy", "lbvm", "logging")
+        # logging too: a run that has nothing to say does not pay for importing it; nor
+        # for argparse (a plain command line), dataclasses or typing (milliseconds each)
+        heavy = ("pandas", "numpy", "sqlalchemy", "lbvm", "logging", "argparse",
+                 "dataclasses", "typing")
         heavy = sorted(m for m in heavy if m in sys.modules)
         print(rc, heavy)
     """)

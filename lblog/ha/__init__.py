@@ -8,7 +8,10 @@ constant from one submodule does not import every parser.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from typing import Any
 
 _WHERE = {
     "ClusterFailure": "lblog.ha.model",
