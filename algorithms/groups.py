@@ -116,10 +116,22 @@ def _anti(st: State, mem: np.ndarray, where: np.ndarray, ds: np.ndarray, ok: np.
 
 def move(st: State, g: int, d: int, why: str) -> None:
     """Gather group ``g`` on node ``d``: its members' moves, one right after the other."""
-    why = f"affinity group of {names(st, g)} moves as a unit; {why}"
+    unit = f"affinity group of {names(st, g)} moves as a unit; "
+    why = why if why.startswith(unit) else unit + why
     for v in st.groups[g]:
         if st.placement[v] != d:
             st.apply(Pick(int(v), d, 0.0), why)
+
+
+def gather(st: State, v: int, d: int, why: str) -> bool:
+    """Move the group of member ``v`` to ``d`` as a unit if it may go there now (for
+    ``algorithms.settle``, which replays a plan VE by VE); False when it may not."""
+    g = next(i for i, mem in enumerate(st.groups) if v in mem)
+    gain, _, _ = score(st, g, np.array([d]))
+    if gain[0] == -np.inf:
+        return False
+    move(st, g, d, why)
+    return True
 
 
 def _best(st: State, g: int, ds: np.ndarray, **kw: object) -> tuple[int, float]:

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from algorithms import groups
 from algorithms.base import Problem
 from algorithms.state import Pick, State
 
@@ -49,6 +50,10 @@ def order(st: State, target: np.ndarray, why: dict[int, str]) -> bool:
         rest = []
         for v in todo:
             d = int(target[v])
+            if not st.free[v]:  # an affinity group's member: the group goes as a unit
+                if st.placement[v] != d and not groups.gather(st, v, d, why.get(v, "")):
+                    rest.append(v)
+                continue
             g, cost = st.gains(np.array([v]), np.array([d]))
             if not st.budget_left():
                 return False
