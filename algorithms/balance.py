@@ -19,7 +19,10 @@ the weaker node; a switchover leaves the pair total as it was), ``allowed[v, n]`
 What it needs: ``demand``, ``capacity``, ``placement``, ``pair``, ``movable``, ``allowed``,
 ``move_cost`` and the settings; ``profile`` is ignored.
 
-Limits: greedy, so a good plan, not the best one. A VE may move twice but never back to a
+Limits: greedy, so a good plan, not the best one; on small clusters (up to 32 nodes) a last
+local search (``algorithms.shave``) lowers the fullest nodes with moves, swaps and splits
+of two nodes' VEs, and up to 2,000 VEs × nodes the plan is settled (planned again on its
+result) so a second run has nothing to do. A VE may move twice but never back to a
 node it left: when returning would be the best move, its last move is taken out of the plan
 instead (if every later step still fits without it), so a second run on the result rarely
 finds anything left to do. Candidates are pruned: VEs on the most utilised nodes per
@@ -75,6 +78,8 @@ class Balance:
             settled = settle(problem, st, _run, rounds=ROUNDS)
             if settled is not None:
                 st = settled
+                notes.append(f"planned again on its own result (up to {ROUNDS} times) and went "
+                             "there directly: each VE moves once, straight to where it settles")
         return Plan(
             algorithm=self.name,
             moves=tuple(st.moves),
@@ -130,7 +135,7 @@ def _run(st: State) -> list[str]:
         shaved += step
         balance_notes = _balance(st)
     if shaved:
-        notes.append(f"{shaved} move(s) of a last local search lowered the fullest node")
+        notes.append(f"{shaved} move(s) of a last local search lowered the fullest nodes")
     if st.undone - st.retargeted:
         notes.append(f"{st.undone - st.retargeted} move(s) taken back: the VE was better "
                      "where it started")

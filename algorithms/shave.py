@@ -1,22 +1,29 @@
 """A last local search for ``balance`` on small clusters: lower the node peaks, highest first.
 
-The greedy minimises the spread one move at a time; on a small cluster (a few VEs per node,
-so one VE is a big step) that can leave the fullest node well above what is possible. This
-phase lowers the sorted vector of node peaks (a node's peak: its highest utilisation over
-the weighted resources) lexicographically: it takes the nodes from the fullest down and, for
-the first one that can be relieved, makes the single move off it or the swap of one of its
-VEs with a VE on a node no fuller than it that leaves the higher of the two nodes lowest.
-Lowering a node below the fullest makes room that relieves the fullest one later.
+What it optimises: the greedy minimises the spread one move at a time; on a small cluster (a
+few VEs per node, so one VE is a big step) that can leave the fullest node well above what
+is possible. This phase lowers the sorted list of node peaks (a node's peak: its highest
+utilisation over the weighted resources) lexicographically. It takes the nodes from the
+fullest down and, for the first one that can be relieved, makes the change with a node no
+fuller than it that leaves the higher of the two lowest: a single move off it, a swap of one
+of its VEs with one of the other node's, or, when the two nodes hold at most ``KMAX`` free
+VEs, any split of their VEs between them (all 2^k are scored). Lowering a node below the
+fullest makes room that relieves the fullest one later.
 
 A change must lower the higher of its two nodes by a share of its peak of at least
-``min_gain`` / N per move (twice that for a migration to another pair, the same rule the
-greedy applies to the spread); among changes about as good the cheapest is taken. Every step
-is valid (capacity after each move, failover, rules, budget; a swap is two moves in whichever
-order keeps every step valid, or it is skipped; each VE still moves at most once: a VE the
-plan moved already has its move replaced). It stops when no node can be relieved.
+``min_gain`` / N per move (twice that for a migration to another pair: the greedy's rule,
+applied to the peak), may raise the spread by at most one switchover's worth (``SPREAD``),
+and among changes about as good (``NEAR``) the cheapest in bytes is taken. Every step is
+valid: capacity after each move, failover, rules, budget; the moves of a swap or split are
+made in an order that keeps every step valid, or the change is skipped and undone; each VE
+still moves at most once (a VE the plan moved already has its move replaced).
 
-Cost per step (A VEs on the node relieved, V VEs, N nodes, R resources): O(A·(N + V)·R),
-times the nodes tried before one can be relieved (all N at the end).
+Limits: up to ``SMALL`` nodes; above ``DEEP`` VEs × nodes only the fullest node is relieved.
+A local search, so a local optimum: on the bench's clusters of up to 8 nodes and 40 VEs it
+ends within a few per cent of the exact optimum (docs/performance.md).
+
+Cost per node tried (A VEs on it, V VEs, N nodes, R resources): O(A·(N + V)·R) for moves and
+swaps plus O(2^k·k·R) per split pair; all N nodes are tried once the search is stuck.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ KMAX = 12  # two nodes holding at most this many free VEs get every split of the
 DEEP = 2000  # VEs × nodes up to which every node is relieved in turn and the plan settled
 ROUNDS = 3  # runs of the whole plan on its own result while it still changes (settling)
 SPLITS = 3  # best splits per pair of nodes kept as candidates
+SPREAD = 1.0  # a change may raise the spread by this many times what a switchover must gain
 
 Cand = tuple[float, float, tuple[tuple[int, int], ...]]  # peak after, bytes, moves (ve, node)
 
@@ -106,6 +114,8 @@ def _moves(st: State, s: int, mine: np.ndarray, lower: np.ndarray, use: np.ndarr
     after = np.maximum(new_s, new_d)
     cost = _cost(st, mine, ds)
     ok = (after <= top * (1 - st.needs(mine, ds))) & _room(st, st.dem[mine], s, ds)
+    a, b = np.nonzero(ok)
+    ok[a, b] &= _calm(st, s, ds[b], st.load[s] - st.dem[mine[a]], st.load[ds[b]] + st.dem[mine[a]])
     out: list[Cand] = []
     for f in _shortlist(after, cost, ok, top):
         i, j = divmod(f, len(ds))
@@ -139,6 +149,7 @@ def _swaps(st: State, s: int, mine: np.ndarray, lower: np.ndarray, use: np.ndarr
     first = (st.dem[v] <= room_n[d]).all(axis=1) & (~cross | (st.dem[v] <= room_p[d]).all(axis=1))
     back = (st.dem[w] <= room_n[s]).all(axis=1) & (~cross | (st.dem[w] <= room_p[s]).all(axis=1))
     ok &= first | back
+    ok &= _calm(st, s, d, st.load[s] - net, st.load[d] + net)
     cost = (_cost(st, mine, y) + _cost(st, others, np.full(1, s)).T)[i, j]
     return [(float(after[i[k], j[k]]), float(cost[k]), ((int(v[k]), int(d[k])), (int(w[k]), s)))
             for k in _shortlist(after[i, j], cost, ok, top)]
@@ -179,12 +190,24 @@ def _splits(st: State, s: int, d: int, use: np.ndarray, top: float) -> list[Cand
     need = np.where(on_s, st.needs(vs, np.full(1, d))[:, 0], st.needs(vs, np.full(1, s))[:, 0])
     cost = np.where(on_s, _cost(st, vs, np.full(1, d))[:, 0], _cost(st, vs, np.full(1, s))[:, 0])
     ok = fits & moved.any(axis=1) & (after <= top - top * (moved @ need))
+    ok[ok] = _calm(st, s, np.full(int(ok.sum()), d), load_s[ok], load_d[ok])
     bytes_ = moved @ cost
     out: list[Cand] = []
     for i in _shortlist(after, bytes_, ok, top, SPLITS):
         m = np.flatnonzero(moved[i])
         out.append((float(after[i]), float(bytes_[i]), tuple((int(vs[j]), int(to[j])) for j in m)))
     return out
+
+
+def _calm(st: State, s: int, ds: np.ndarray, load_s: np.ndarray, load_d: np.ndarray
+          ) -> np.ndarray:
+    """[K] does each change (node ``s`` and ``ds`` [K] left with loads [K, R]) keep the
+    spread (``Problem.score``, what the greedy lowers) within ``SPREAD`` steps of what it is?"""
+    new_s, new_d = load_s * st.inv_cap[s], load_d * st.inv_cap[ds]
+    s1 = st.s1 - st.u[s] - st.u[ds] + new_s + new_d
+    s2 = st.s2 - st.u[s] ** 2 - st.u[ds] ** 2 + new_s**2 + new_d**2
+    std = np.sqrt(np.maximum(s2 / st.n - (s1 / st.n) ** 2, 0.0))
+    return std @ st.w <= st.now + SPREAD * st.need_switch
 
 
 def _shortlist(after: np.ndarray, cost: np.ndarray, ok: np.ndarray, top: float,
