@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,14 +70,33 @@ def insert_frame(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> int:
         with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
             copy.write(buf.getvalue())
         return len(frame)
-    rows = list(zip(*_py_columns(frame), strict=True))
-    if conn.dialect.name == "sqlite":
-        marks = ", ".join("?" for _ in cols)
-        names = ", ".join(f'"{c}"' for c in cols)
-        conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', rows)
-    else:
-        conn.execute(table.insert(), [dict(zip(cols, r, strict=True)) for r in rows])
+    insert_lists(conn, table, cols, _py_columns(frame), len(frame))
     return len(frame)
+
+
+def py_values(values: np.ndarray, known: np.ndarray) -> list[object]:
+    """``values`` as Python values, None where not ``known``."""
+    out = values.tolist()
+    for i in np.flatnonzero(~known).tolist():
+        out[i] = None
+    return out
+
+
+def insert_lists(
+    conn: Connection, table: sa.Table, names: Sequence[str], columns: Sequence[list[object]],
+    step: int,
+) -> None:
+    """Insert rows given as one list per column (None: NULL), ``step`` rows per
+    executemany: SQLite through its driver cursor, anything else through SQLAlchemy."""
+    rows = len(columns[0]) if columns else 0
+    for at in range(0, rows, step):
+        part = list(zip(*(c[at : at + step] for c in columns), strict=True))
+        if conn.dialect.name == "sqlite":
+            marks = ", ".join("?" for _ in names)
+            quoted = ", ".join(f'"{c}"' for c in names)
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({quoted}) VALUES ({marks})', part)
+        else:
+            conn.execute(table.insert(), [dict(zip(names, r, strict=True)) for r in part])
 
 
 def temp_table(conn: Connection, name: str, *columns: sa.Column) -> sa.Table:
@@ -96,19 +117,24 @@ def analyze(conn: Connection, table: sa.Table) -> None:
 
 # -- PostgreSQL binary COPY, built with numpy -------------------------------------------
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
-_WIDTH = {"int4": 4, "int8": 8, "float8": 8}
+_TRAILER = b"\xff\xff"  # a field count of -1
 _BIG = {"int4": ">i4", "int8": ">i8", "float8": ">f8"}
 
 
-def _text_bytes(values: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """UTF-8 bytes of all ``values`` end to end, and each one's length in bytes."""
-    joined = "".join(values)
-    if joined.isascii():
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=len(values))
-        return np.frombuffer(joined.encode("ascii"), dtype=np.uint8), lengths
-    encoded = [v.encode() for v in values]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(values))
-    return np.frombuffer(b"".join(encoded), dtype=np.uint8), lengths
+@dataclass(frozen=True)
+class Text:
+    """A text column: row i is ``blob[start[i] : start[i] + size[i]]`` (UTF-8)."""
+
+    blob: np.ndarray
+    start: np.ndarray
+    size: np.ndarray
+
+    @staticmethod
+    def of(values: Sequence[str]) -> Text:
+        encoded = [v.encode() for v in values]
+        size = np.fromiter(map(len, encoded), dtype=np.int64, count=len(values))
+        blob = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+        return Text(blob, np.cumsum(size) - size, size)
 
 
 def binary_copy(
@@ -116,52 +142,65 @@ def binary_copy(
 ) -> int:
     """COPY rows into ``table`` in PostgreSQL's binary format: no text to format or parse.
 
-    ``columns``: (name, type, values, known) with type text (values: a list of str),
-    int4, int8 or float8 (values: a numpy array); ``known`` False writes NULL. The rows'
-    bytes are laid out with numpy: per field a 4-byte length (-1 for NULL) and its data.
+    ``columns``: (name, type, values, known) with type text (values: a Text or a list of
+    str), int4, int8 or float8 (values: a numpy array); ``known`` False writes NULL.
+    Rows of one layout (the same text lengths and NULLs) are one numpy record array,
+    whose bytes are the COPY's rows as they are; rows go grouped by layout, each group
+    in the given order.
     """
     n = len(columns[0][3])
     if n == 0:
         return 0
-    lengths = np.empty((n, len(columns)), dtype=np.int64)
-    texts = {}
-    for j, (name, kind, values, known) in enumerate(columns):
+    cols: list[tuple[str, Any, np.ndarray]] = []
+    for name, kind, values, known in columns:
         if kind == "text":
             if not known.all():
                 raise ValueError(f"binary_copy: text column {name!r} has NULLs")
-            data, size = _text_bytes(values)  # type: ignore[arg-type]
-            texts[name] = data, size
-            lengths[:, j] = 4 + size
+            text = values if isinstance(values, Text) else Text.of(values)  # type: ignore[arg-type]
+            cols.append((kind, text, text.size))
         else:
-            lengths[:, j] = np.where(known, 4 + _WIDTH[kind], 4)
-    row_len = 2 + lengths.sum(axis=1)
-    row_start = np.concatenate(([len(_HEADER)], len(_HEADER) + np.cumsum(row_len)[:-1]))
-    field_start = row_start[:, None] + 2 + np.cumsum(lengths, axis=1) - lengths
-    buf = np.zeros(len(_HEADER) + int(row_len.sum()) + 2, dtype=np.uint8)
-    buf[: len(_HEADER)] = np.frombuffer(_HEADER, dtype=np.uint8)
-    _scatter(buf, row_start, np.full(n, len(columns), dtype=">i2"))
-    for j, (name, kind, values, known) in enumerate(columns):
-        at = field_start[:, j]
-        if kind == "text":
-            data, size = texts[name]
-            _scatter(buf, at, size.astype(">i4"))
-            starts = np.repeat(at + 4 - (np.cumsum(size) - size), size)
-            buf[starts + np.arange(len(data))] = data
-        else:
-            _scatter(buf, at, np.where(known, _WIDTH[kind], -1).astype(">i4"))
-            raw = np.asarray(values).astype(_BIG[kind])
-            _scatter(buf, at[known] + 4, raw[known])
-    buf[-2:] = 255  # the trailer: a field count of -1
+            cols.append((kind, np.asarray(values), np.asarray(known, dtype=bool)))
+    layout = np.zeros(n, dtype=np.int64)
+    for _, _, shape in cols:  # text: its length; else 0/1 for NULL/known
+        span = int(shape.max()) + 1
+        if (int(layout.max()) + 1) * span >= 2**62:  # renumber before it could overflow
+            layout = np.unique(layout, return_inverse=True)[1].astype(np.int64)
+        layout = layout * span + shape
+    kinds, group = np.unique(layout, return_inverse=True)
+    order = np.argsort(group, kind="stable")
+    bounds = np.searchsorted(group[order], np.arange(len(kinds) + 1))
     quoted = ", ".join(f'"{c[0]}"' for c in columns)
     raw_conn = conn.connection.driver_connection
     sql = f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT binary)'
     with raw_conn.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
-        copy.write(buf.tobytes())
+        copy.write(_HEADER)
+        for g in range(len(kinds)):
+            copy.write(_records(cols, order[bounds[g] : bounds[g + 1]]).tobytes())
+        copy.write(_TRAILER)
     return n
 
 
-def _scatter(buf: np.ndarray, at: np.ndarray, values: np.ndarray) -> None:
-    """Write each of ``values`` (big-endian, fixed width) at its byte offset in ``at``."""
-    width = values.dtype.itemsize
-    data = np.ascontiguousarray(values).view(np.uint8).reshape(-1, width)
-    buf[at[:, None] + np.arange(width)] = data
+def _records(cols: list[tuple[str, Any, np.ndarray]], rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` (all of one layout) as a packed record array in COPY's layout: a
+    field count, then per field its length (-1: NULL) and its big-endian data."""
+    first = rows[0]
+    fields: list[Any] = [("n", ">i2")]
+    for j, (kind, _, shape) in enumerate(cols):
+        fields.append((f"l{j}", ">i4"))
+        if kind == "text":
+            fields.append((f"v{j}", "u1", (int(shape[first]),)))
+        elif shape[first]:
+            fields.append((f"v{j}", _BIG[kind]))
+    rec = np.empty(len(rows), dtype=np.dtype(fields))
+    rec["n"] = len(cols)
+    for j, (kind, values, shape) in enumerate(cols):
+        if kind == "text":
+            size = int(shape[first])
+            rec[f"l{j}"] = size
+            rec[f"v{j}"] = values.blob[values.start[rows][:, None] + np.arange(size)]
+        elif shape[first]:
+            rec[f"l{j}"] = np.dtype(_BIG[kind]).itemsize
+            rec[f"v{j}"] = values[rows]
+        else:
+            rec[f"l{j}"] = -1
+    return rec

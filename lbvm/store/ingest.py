@@ -1,7 +1,8 @@
 """Load spool files into the store exactly once, a batch of files per transaction.
 
-Worker processes (``jobs``) read and check files and turn each batch into numpy columns
-(lbvm.store.parse); the parent only concatenates, derives CPU rates (lbvm.store.series) and
+Worker processes (``jobs``) read and check files and turn chunks of PARSE_FILES files
+into numpy columns (lbvm.store.parse); the parent concatenates a batch's chunks, derives
+CPU rates on integer VE codes (lbvm.store.vecache; late files: lbvm.store.series) and
 writes. Per batch, in one transaction: the ledger (spool_files) is read, files it already
 has are set aside, and the samples, ledger rows, quarantine events and HA reports are
 written; VEs and nodes that are new or changed node are upserted. Only after the commit
@@ -36,19 +37,19 @@ from lbvm.errors import StoreError
 from lbvm.store import bulk, skew, spoolread
 from lbvm.store.events import Event, record_events
 from lbvm.store.ha import ingest_ha
-from lbvm.store.parse import INT_COLUMNS, NODE_FLOAT, Parsed, parse_files
+from lbvm.store.names import Names
+from lbvm.store.parse import INT_COLUMNS, NODE_FLOAT, Parsed, merge, parse_files
 from lbvm.store.schema import ingest_runs, node_samples, spool_files, ve_samples
 from lbvm.store.series import Kind, Latest, Stored, prepare
 from lbvm.store.spoolread import SpoolFile
+from lbvm.store.vecache import Ready, Rows, VeCache
 
 log = logging.getLogger(__name__)
 
-BATCH_FILES = 2000
+BATCH_FILES = 12000  # files per transaction: six five-minute rounds of 2,000 nodes
+PARSE_FILES = 2000  # files per chunk a worker parses
+INSERT_ROWS = 50_000  # rows per executemany (not PostgreSQL)
 POOL_MIN_FILES = 4000  # below this, starting worker processes costs more than it saves
-VE_INSERT = (
-    "ve", "node", "ts", "cpu_raw", "cpu_hz", "cpu_used", "uptime", "mem_bytes",
-    "mem_limit_bytes", "swap_bytes", "disk_bytes", "disk_limit_bytes", "failcnt",
-)  # fmt: skip
 NODE_INSERT = (
     "node", "ts", "cpus", "cpu_busy_raw", "cpu_idle_raw", "cpu_used", "mem_total_bytes",
     "mem_available_bytes", "load1", "load5", "load15", "disk_total_bytes", "disk_free_bytes",
@@ -116,9 +117,9 @@ class _Run:
     def __init__(self, engine: Engine, now: float | None) -> None:
         self.engine = engine
         self.now = now
-        self.ves = Latest(VE_KIND)
+        self.ve_names, self.node_names = Names(), Names()
+        self.ves = VeCache(VE_KIND, self.ve_names, self.node_names)
         self.nodes = Latest(NODE_KIND)
-        self.touched_ves: set[str] = set()
         self.touched_nodes: set[str] = set()
         self.clock = skew.Collector()
         self.made: set[Path] = set()  # done/ and quarantine/ folders known to exist
@@ -156,11 +157,17 @@ def ingest(
     run = _Run(engine, now)
     run_id = _open_run(engine, run.stamp(), found.skipped)
     chunks = [found.files[i : i + batch_files] for i in range(0, len(found.files), batch_files)]
-    with _parser(_workers(jobs, len(found.files))) as parse, _mover() as move:
+    step = min(batch_files, PARSE_FILES)
+    parts = [[c[i : i + step] for i in range(0, len(c), step)] for c in chunks]
+    workers = _workers(jobs, len(found.files))
+    with _parser(workers, len(parts[0]) if parts else 1) as parse, _mover() as move:
         pending: list[Future[None]] = []
-        for chunk, parsed in zip(chunks, parse(chunks), strict=True):
-            done, quarantine, got = _ingest_batch(run, chunk, parsed)
-            result = result + got
+        parsed_parts = parse([part for p in parts for part in p])
+        for chunk, subs in zip(chunks, parts, strict=True):
+            got = [next(parsed_parts) for _ in subs]
+            parsed = merge(got, [len(c) for c in subs])
+            done, quarantine, got_counts = _ingest_batch(run, chunk, parsed)
+            result = result + got_counts
             pending = [f for f in pending if not _settled(f)]
             pending.append(move(_move, done, spool / "done", run.made))
             pending.append(move(_move, quarantine, spool / "quarantine", run.made))
@@ -186,9 +193,10 @@ Parser = Callable[[list[tuple[SpoolFile, ...]]], Iterator[Parsed]]
 
 
 @contextmanager
-def _parser(workers: int) -> Iterator[Parser]:
-    """Parse chunks in order: in this process, or ``workers`` processes a few chunks
-    ahead of the writer (spawned: the parent may hold threads and database sockets)."""
+def _parser(workers: int, per_batch: int) -> Iterator[Parser]:
+    """Parse chunks in order: in this process, or ``workers`` processes a batch and a
+    few chunks ahead of the writer (spawned: the parent may hold threads and database
+    sockets)."""
 
     def args(chunk: tuple[SpoolFile, ...]) -> list[tuple[str, str]]:
         return [(f.node, str(f.path)) for f in chunk]
@@ -202,7 +210,7 @@ def _parser(workers: int) -> Iterator[Parser]:
             queue: list[Future[Parsed]] = []
             for chunk in chunks:
                 queue.append(pool.submit(parse_files, args(chunk)))
-                if len(queue) > workers:
+                if len(queue) > workers + per_batch:
                     yield queue.pop(0).result()
             for f in queue:
                 yield f.result()
@@ -260,7 +268,8 @@ def _close_run(run: _Run, run_id: int, result: IngestResult, threshold: float) -
     stamp = run.stamp()
     try:
         with run.engine.connect() as c, c.execution_options(sqlite_begin="IMMEDIATE").begin():
-            _upsert_ves(c, _met(run.ves, run.touched_ves))
+            met = run.ves.met()
+            _upsert_ves(c, _ve_frame(met.index, met["node"], met["ts"], met["ts"]))
             _write_nodes(c, _met(run.nodes, run.touched_nodes)[["ts"]])
             warnings = skew.store(c, run.clock, stamp, threshold)
             c.execute(
@@ -287,12 +296,13 @@ def _ingest_batch(
             with conn.begin():
                 ledger = _ledger(conn, chunk)
                 batch = _Batch(chunk, parsed, ledger)
-                ves = prepare(conn, VE_KIND, batch.ve_frame(), run.ves)
+                ves = run.ves.prepare(conn, batch.ve_rows(run.ve_names, run.node_names))
                 nodes = prepare(conn, NODE_KIND, batch.node_frame(), run.nodes)
-                _insert_ves(conn, ves)
+                _insert_ves(conn, ves.rows, run)
                 bulk.insert_frame(conn, node_samples, nodes.rows[list(NODE_INSERT)])
-                _upsert_ves(conn, _moved_or_new(ves, run.ves), first=ves.rows)
-                _upsert_ves(conn, _newest(ves, "ve"), first=ves.rows)
+                _upsert_ves(conn, _moved_or_new(ves, run))
+                if ves.late is not None:
+                    _upsert_ves(conn, _late_newest(ves.late))
                 _new_nodes(conn, nodes, run)
                 _write_nodes(conn, _newest(nodes, "node")[["ts"]])
                 bulk.insert_frame(conn, spool_files, batch.ledger_rows(stamp))
@@ -303,9 +313,8 @@ def _ingest_batch(
             f"ingest of a batch of {len(chunk)} files (first {chunk[0].path}) failed, "
             f"nothing of that batch was written: {_one_line(error)}"
         ) from None
-    run.ves.update(ves.newest, ves.general)
+    run.ves.commit(ves)
     run.nodes.update(nodes.newest, nodes.general)
-    run.touched_ves.update(ves.newest.index)
     run.touched_nodes.update(nodes.newest.index)
     run.clock.add(batch.skews())
     for why in batch.bad_reasons():
@@ -334,20 +343,24 @@ class _Batch:
         for i in p.vanished:
             log.info("%s vanished before it was read (another ingest?)", chunk[i].path)
 
-    def ve_frame(self) -> pd.DataFrame:
+    def ve_rows(self, ve_names: Names, node_names: Names) -> Rows:
         p, keep = self.p, self.row_keep
-        node = np.repeat(np.array(p.node, dtype=object), p.counts)
-        data: dict[str, Any] = {
-            "ve": np.array(p.ve, dtype=object)[keep],
-            "node": node[keep],
-            "ts": np.repeat(p.time, p.counts)[keep],
-            "cpu_hz": np.repeat(p.cpu_hz, p.counts)[keep],
-            "uptime": pd.arrays.FloatingArray(p.uptime.values[keep], ~p.uptime.known[keep]),
-        }
-        for k in INT_COLUMNS:
-            col = p.ints[k]
-            data[k] = pd.arrays.IntegerArray(col.values[keep], ~col.known[keep])
-        return pd.DataFrame(data)
+        every = bool(keep.all())
+        ve = p.ve if every else np.array(p.ve, dtype=object)[keep].tolist()
+        node = np.repeat(node_names.encode(p.node), p.counts)
+
+        def rows(values: np.ndarray) -> np.ndarray:
+            return values if every else values[keep]
+
+        return Rows(
+            ve=ve_names.encode(ve),
+            node=rows(node),
+            ts=rows(np.repeat(p.time, p.counts)),
+            cpu_hz=rows(np.repeat(p.cpu_hz, p.counts)),
+            uptime=rows(np.where(p.uptime.known, p.uptime.values, np.nan)),
+            cpu_used=np.full(len(ve), np.nan),
+            ints={k: (rows(p.ints[k].values), rows(p.ints[k].known)) for k in INT_COLUMNS},
+        )
 
     def node_frame(self) -> pd.DataFrame:
         p, keep = self.p, self.keep
@@ -427,60 +440,73 @@ def _ledger(conn: Connection, chunk: Sequence[SpoolFile]) -> dict[int, str]:
     return {where[(r[0], r[1])]: r[2] for r in found}
 
 
-# PostgreSQL type of each ve_samples column, for the binary COPY.
-_VE_TYPES = {
-    "ve": "text", "node": "text", "ts": "float8", "cpu_raw": "int8", "cpu_hz": "int4",
-    "cpu_used": "float8", "uptime": "float8", **{k: "int8" for k in INT_COLUMNS},
-}  # fmt: skip
-
-
-def _insert_ves(conn: Connection, stored: Stored) -> None:
-    """Binary COPY on PostgreSQL (psycopg), else a bulk insert."""
-    # In index order: the (ve, ts) index is then written front to back, not at random.
-    rows = stored.rows.sort_values(["ve", "ts"], kind="stable")
-    if not bulk.is_psycopg(conn) or rows.empty:
-        bulk.insert_frame(conn, ve_samples, rows[list(VE_INSERT)])
+def _insert_ves(conn: Connection, rows: Rows, run: _Run) -> None:
+    """Binary COPY on PostgreSQL (psycopg), else executemany in slices; rows come in
+    (VE, time) order, so the (ve, ts) index is written front to back, not at random."""
+    if not len(rows):
         return
-    columns = []
-    for name in VE_INSERT:
-        col, kind = rows[name], _VE_TYPES[name]
-        known = col.notna().to_numpy()
-        if kind == "text":
-            values: object = col.tolist()
-        elif kind == "float8":
-            values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            values = col.to_numpy(dtype=np.int64, na_value=0)
-        columns.append((name, kind, values, known))
-    bulk.binary_copy(conn, ve_samples, columns)
-
-
-def _moved_or_new(stored: Stored, latest: Latest) -> pd.DataFrame:
-    """Newest rows of the VEs that are new to the store or changed node in this batch."""
-    newest = stored.newest
-    if newest.empty:
-        return newest
-    before = latest.frame.reindex(newest.index)
-    changed = before["ts"].isna() | (before["node"] != newest["node"])
-    return newest.loc[changed.to_numpy()]
-
-
-def _upsert_ves(conn: Connection, newest: pd.DataFrame, first: pd.DataFrame | None = None) -> None:
-    """Upsert ``newest`` (indexed by ve: node, ts) into ves; first_seen from ``first``."""
-    if newest.empty:
+    names, nodes = run.ve_names, run.node_names
+    everywhere = np.ones(len(rows), dtype=bool)
+    used, uptime = rows.cpu_used, rows.uptime
+    columns: list[tuple[str, str, Any, np.ndarray]] = [
+        ("ve", "text", bulk.Text(names.blob, names.start[rows.ve], names.size[rows.ve]),
+         everywhere),
+        ("node", "text", bulk.Text(nodes.blob, nodes.start[rows.node], nodes.size[rows.node]),
+         everywhere),
+        ("ts", "float8", rows.ts, everywhere),
+        ("cpu_hz", "int4", rows.cpu_hz, everywhere),
+        ("cpu_used", "float8", used, ~np.isnan(used)),
+        ("uptime", "float8", uptime, ~np.isnan(uptime)),
+        *((k, "int8", v, m) for k, (v, m) in rows.ints.items()),
+    ]  # fmt: skip
+    if bulk.is_psycopg(conn):
+        bulk.binary_copy(conn, ve_samples, columns)
         return
-    frame = pd.DataFrame(
+    values = [names.objects()[rows.ve].tolist(), nodes.objects()[rows.node].tolist()]
+    values += [bulk.py_values(v, m) for _, _, v, m in columns[2:]]
+    bulk.insert_lists(conn, ve_samples, [c[0] for c in columns], values, INSERT_ROWS)
+
+
+def _ve_frame(ve: Any, node: Any, first: Any, last: Any) -> pd.DataFrame:
+    """Rows for the ves upsert."""
+    return pd.DataFrame(
         {
-            "ve": newest.index.to_numpy(),
-            "node": newest["node"].to_numpy(),
-            "last_seen": newest["ts"].to_numpy(),
+            "ve": np.asarray(ve, dtype=object),
+            "node": np.asarray(node, dtype=object),
+            "first_seen": np.asarray(first, dtype=np.float64),
+            "last_seen": np.asarray(last, dtype=np.float64),
         }
     )
-    if first is not None:
-        seen = first.loc[first["ve"].isin(newest.index)].groupby("ve")["ts"].min()
-        frame["first_seen"] = seen.reindex(newest.index).to_numpy()
-    else:
-        frame["first_seen"] = frame["last_seen"]
+
+
+def _moved_or_new(ready: Ready, run: _Run) -> pd.DataFrame:
+    """The VEs that are new to the store or changed node in this batch (fast path)."""
+    at = ready.newest[ready.changed]
+    rows = ready.rows
+    return _ve_frame(
+        run.ve_names.objects()[rows.ve[at]],
+        run.node_names.objects()[rows.node[at]],
+        ready.first_ts[ready.changed],
+        rows.ts[at],
+    )
+
+
+def _late_newest(late: Stored) -> pd.DataFrame:
+    """Newest row of each VE that took the general path (they leave the run's cache, so
+    their last_seen is written at once), with their oldest row of the batch."""
+    rows = late.rows
+    if rows.empty:
+        return _ve_frame([], [], [], [])
+    ordered = rows.sort_values("ts", kind="stable").groupby("ve", sort=False)
+    newest = ordered.last()
+    first = ordered["ts"].min().reindex(newest.index)
+    return _ve_frame(newest.index, newest["node"], first, newest["ts"])
+
+
+def _upsert_ves(conn: Connection, frame: pd.DataFrame) -> None:
+    """Upsert ``frame`` (ve, node, first_seen, last_seen) into ves."""
+    if frame.empty:
+        return
     tmp = bulk.temp_table(
         conn,
         "lbvm_tmp_ves",

@@ -257,3 +257,27 @@ def parse_files(chunk: list[tuple[str, str]]) -> Parsed:
             if "ha" in docs[j]
         ),
     )
+
+
+def merge(parts: list[Parsed], sizes: list[int]) -> Parsed:
+    """One Parsed of consecutive chunks (``sizes`` files each), positions shifted."""
+    if len(parts) == 1:
+        return parts[0]
+    shift = np.concatenate(([0], np.cumsum(sizes)[:-1])).tolist()
+    return Parsed(
+        ok=np.concatenate([p.ok + s for p, s in zip(parts, shift, strict=True)]),
+        bad=tuple((i + s, why) for p, s in zip(parts, shift, strict=True) for i, why in p.bad),
+        vanished=tuple(i + s for p, s in zip(parts, shift, strict=True) for i in p.vanished),
+        node=tuple(chain.from_iterable(p.node for p in parts)),
+        time=np.concatenate([p.time for p in parts]),
+        written=np.concatenate([p.written for p in parts]),
+        mtime=np.concatenate([p.mtime for p in parts]),
+        cpu_hz=np.concatenate([p.cpu_hz for p in parts]),
+        jiffies_hz=np.concatenate([p.jiffies_hz for p in parts]),
+        counts=np.concatenate([p.counts for p in parts]),
+        totals={k: _concat([p.totals[k] for p in parts]) for k in parts[0].totals},
+        ve=list(chain.from_iterable(p.ve for p in parts)),
+        uptime=_concat([p.uptime for p in parts]),
+        ints={k: _concat([p.ints[k] for p in parts]) for k in INT_COLUMNS},
+        ha=tuple((i + s, doc) for p, s in zip(parts, shift, strict=True) for i, doc in p.ha),
+    )

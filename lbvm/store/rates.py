@@ -50,7 +50,6 @@ def counter_rate(
     with np.errstate(over="ignore"):
         delta = raw[cur] - raw[prev]
     dt = ts[cur] - ts[prev]
-    ok &= (delta >= 0) & (dt > 0)
     for series in monotone:
         values = pd.Series(series).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
         went_down = values[cur] < values[prev]  # NaN compares False: unknown is no reset
@@ -59,8 +58,14 @@ def counter_rate(
         unit = pd.Series(same).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
         ok &= unit[cur] == unit[prev]
     hz_cur = np.asarray(hz, dtype=np.float64)[cur]
-    ok &= hz_cur > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rate = delta.astype(np.float64) / hz_cur / dt
-    out[cur] = np.where(ok, rate, np.nan)
+    out[cur] = step_rate(delta, dt, hz_cur, ok)
     return out
+
+
+def step_rate(delta: np.ndarray, dt: np.ndarray, hz: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """delta / hz / dt where ``ok`` (both ends known, no reset seen) and the counter and
+    the time went forward and hz > 0; NaN elsewhere. The rule every rate here follows."""
+    ok = ok & (delta >= 0) & (dt > 0) & (hz > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = delta.astype(np.float64) / hz / dt
+    return np.where(ok, rate, np.nan)
