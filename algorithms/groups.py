@@ -195,12 +195,9 @@ def relieve(st: State, pick: Pick | None, nodes: np.ndarray, why: str, leave: in
     gains more; True when a group moved (``pick`` is then not made)."""
     if not len(st.groups):
         return False
-    on = np.isin(st.placement, nodes)
     best_g, best_d, best = -1, -1, -np.inf if pick is None else pick.gain
     ds = np.flatnonzero(st.dst_ok)
-    for g in np.flatnonzero(~_moved(st)):
-        if not on[st.groups[g]].any():
-            continue
+    for g in _on(st, nodes):
         d, gain = _best(st, int(g), ds, leave=leave)
         if d >= 0 and gain > best:
             best_g, best_d, best = int(g), d, gain
@@ -222,13 +219,10 @@ def balance_step(st: State) -> bool:
                                    for r in use]))
     if not len(ds):
         return False
-    on = np.isin(st.placement, srcs)
     top = float(st.u[:, use].max())
     best_g, best_d, best = -1, -1, 0.0
-    for g in np.flatnonzero(~_moved(st)):
+    for g in _on(st, srcs):
         mem = st.groups[g]
-        if not on[mem].any():
-            continue
         gain, _, _ = score(st, int(g), ds, pref=True)
         where = st.placement[mem]
         home, pd = st.pair[where][:, None], st.pair[ds][None, :]
@@ -249,5 +243,14 @@ def balance_step(st: State) -> bool:
 
 def _moved(st: State) -> np.ndarray:
     """[G] bool: groups this plan has moved already (or that are empty ids)."""
-    return np.array([not len(m) or bool(st.moved[m].any()) for m in st.groups], dtype=bool)
+    has = st.aff >= 0
+    size = np.bincount(st.aff[has], minlength=len(st.groups))
+    return (size == 0) | (np.bincount(st.aff[has & st.moved], minlength=len(st.groups)) > 0)
+
+
+def _on(st: State, nodes: np.ndarray) -> np.ndarray:
+    """Ids of the groups not moved yet with a member on one of ``nodes``."""
+    here = np.isin(st.placement, nodes) & (st.aff >= 0)
+    ids = np.unique(st.aff[here])
+    return ids[~_moved(st)[ids]]
 

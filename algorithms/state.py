@@ -86,7 +86,8 @@ class State:
         self.inv_plim = np.where(finite, inverse(self.plim), 0.0)
         self.maint = maintenance(p)
         self.free = ~locked(p)  # pinned VEs and affinity groups' members are not
-        self.groups = group_members(group_ids(p.affinity, p.n_ves))  # moved by algorithms.groups
+        self.aff = group_ids(p.affinity, p.n_ves)  # moved by algorithms.groups
+        self.groups = group_members(self.aff)
         self.moved = np.zeros(p.n_ves, dtype=bool)
         self.log = StepLog(self.dem.shape[1])
         self.undone = 0
