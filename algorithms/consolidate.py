@@ -27,9 +27,10 @@ when they can; only for what is left are powered-down units switched on, one, th
 four, ... at a time, those most of the waiting VEs may go to first. Emptying a unit can make
 room for an evacuation that was stuck; evacuating and packing then run again (at most
 ``ROUNDS`` times). When a VE the plan already moved keeps a unit from being emptied (each VE
-moves once per plan), the plan is made again on its own result until nothing is left and
-each VE goes straight where it settles (``algorithms.settle``), so a second run on the
-result has nothing to do. The moves are then ordered in waves over different units
+moves once per plan), or a move budget cut the plan short, the plan is made again on its own
+result (without the budget) until nothing is left and each VE goes straight where it
+settles (``algorithms.settle``), as far as the budget goes, so a second run on the result
+has nothing (or only the rest) to do and never sends a VE back. The moves are then ordered in waves over different units
 (``algorithms.waves``), so an executor running several at once is not held up by chains.
 
 Limits: greedy (best-fit decreasing is within 11/9 of the fewest bins for one resource, no
@@ -90,9 +91,9 @@ class Consolidate:
                 return _rounds(state, sizing)
 
             notes, blocked = run(st)
-            s = problem.settings
-            budget = (s.max_moves, s.max_bytes, s.max_moves_per_node) != (None, None, None)
-            settled = settle(problem, st, run) if blocked and not budget else None
+            # settle too when the budget cut the plan short: what it left undone may be
+            # to empty the units its evacuees just went to
+            settled = settle(problem, st, run) if blocked or not st.budget_left() else None
             if settled is not None:
                 st = settled
                 notes.append("planned again on its own result until nothing was left to do; "
