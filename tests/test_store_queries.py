@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,8 +49,12 @@ def test_connect_is_idempotent_and_sqlite_uses_wal(tmp_path: Path) -> None:
 
 
 def _fill(store: Engine, frame: pd.DataFrame) -> None:
+    """Samples and, as ingest writes them, a ves row for each of their VEs."""
     with store.begin() as conn:
         bulk.insert_frame(conn, ve_samples, frame)
+        names = frame.drop_duplicates("ve")
+        rows = [{"ve": v, "node": n} for v, n in zip(names["ve"], names["node"], strict=True)]
+        conn.execute(queries.ves.insert(), rows)
 
 
 def test_window_demand_statistics_match_numpy(store: Engine) -> None:
@@ -85,6 +90,52 @@ def test_window_demand_statistics_match_numpy(store: Engine) -> None:
         queries.window_demand(store, start=start, end=end, statistic="p950")
     empty = queries.window_demand(store, start=0, end=1)
     assert empty.empty and list(empty.columns) == ["cpu", "mem"]
+
+
+def test_window_demand_reads_the_index_alone_on_postgresql(store: Engine) -> None:
+    """Once vacuumed, PostgreSQL answers window_demand from the (ve, ts) index, which
+    carries cpu_used and mem_bytes: no heap page is read per sample."""
+    if store.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's index-only scans")
+    names, n = [f"ve{i:03d}" for i in range(200)], 200  # stored in time order, as ingested
+    _fill(store, pd.DataFrame({
+        "ve": np.tile(names, n), "node": "n1", "ts": np.repeat(np.arange(n) * 300.0, 200),
+        "cpu_used": np.repeat(np.arange(n) / n, 200), "mem_bytes": np.repeat(np.arange(n), 200),
+    }))  # fmt: skip
+    with store.connect() as conn:
+        index = conn.exec_driver_sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_ve_samples_ve_ts' "
+            "AND schemaname = current_schema()"
+        ).scalar_one()
+        assert "(ve, ts) INCLUDE (cpu_used, mem_bytes)" in index
+        conn.rollback()
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("ANALYZE ves")
+        for _ in range(40):  # a transaction open elsewhere keeps new rows from all-visible
+            conn.exec_driver_sql("VACUUM ANALYZE ve_samples")
+            pages = conn.exec_driver_sql(
+                "SELECT relpages, relallvisible FROM pg_class WHERE oid = 've_samples'::regclass"
+            ).one()
+            if pages[0] == pages[1]:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.skip("other transactions kept VACUUM from marking the pages all-visible")
+    seen: list[str] = []
+
+    @sa.event.listens_for(store, "before_cursor_execute")
+    def explain(conn, cursor, statement, parameters, context, executemany):
+        if "percentile_cont" in statement:
+            cursor.execute("EXPLAIN (ANALYZE) " + statement, parameters)
+            seen.extend(row[0] for row in cursor.fetchall())
+
+    demand = queries.window_demand(store, start=300.0 * 99, end=300.0 * 199)
+    sa.event.remove(store, "before_cursor_execute", explain)
+    plan = "\n".join(seen)
+    assert "Index Only Scan" in plan and "Heap Fetches: 0" in plan, plan
+    want = np.percentile(np.arange(100, 200), 95)
+    assert demand["cpu"].tolist() == pytest.approx([want / n] * 200)
+    assert demand["mem"].tolist() == pytest.approx([want] * 200)
 
 
 def _cluster(store: Engine, spool_dir: Path, write_sample: Writer) -> None:
@@ -188,11 +239,9 @@ def test_window_demand_split_in_parallel_gives_the_same(
         }
     )
     _fill(store, frame)
-    with store.begin() as conn:
-        conn.execute(queries.ves.insert(), [{"ve": v, "node": "n1"} for v in names])
     whole = queries.window_demand(store, start=-1, end=1e9)
     monkeypatch.setattr(queries, "SPLIT_MIN_VES", 2)
-    monkeypatch.setattr(queries.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(queries, "MAX_PARALLEL", 3)
     if store.dialect.name == "postgresql":
         assert len(queries._split_points(store, 3)) == 2
     split = queries.window_demand(store, start=-1, end=1e9)
