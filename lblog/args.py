@@ -5,12 +5,12 @@ shutil, and a help formatter built for every option). ``parse_args`` therefore r
 plain forms itself: ``collect`` followed by known ``--option value``, ``--option=value`` and
 flags, into the namespace argparse would give. Anything else (help, --version, an
 abbreviated option, a value starting with '-', a value an option refuses) goes to argparse,
-which prints the help or the usage error as it always did.
+which prints the help or the usage error as it always did. Paths stay strings: the agent
+does not import pathlib either.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 from lblog.backlog import DEFAULT_DIR, DEFAULT_MAX
@@ -70,22 +70,22 @@ class Option:
 
 
 COLLECT = (
-    Option("--proc-root", type=Path, default=Path("/"), metavar="DIR",
+    Option("--proc-root", default="/", metavar="DIR",
            help="root holding proc/ (default: /)"),
-    Option("--spool", type=Path, metavar="DIR",
+    Option("--spool", metavar="DIR",
            help=f"spool directory (default: $LBLOG_SPOOL or {DEFAULT_SPOOL})"),
     Option("--node", metavar="NAME", help="node name (default: short host name)"),
     Option("--source", choices=SOURCES, default="openvz",
            help="what accounts the VEs (default: openvz)"),
-    Option("--sys-root", type=Path, default=Path("/"), metavar="DIR",
+    Option("--sys-root", default="/", metavar="DIR",
            help="root holding sys/fs/cgroup (default: /)"),
     Option("--ve-glob", metavar="GLOB",
            help="cgroup glob of the VEs, e.g. 'machine.slice/*' or 'lxc.payload.*'"),
-    Option("--private-path", type=Path, default=Path("/vz"), metavar="DIR",
+    Option("--private-path", default="/vz", metavar="DIR",
            help="filesystem of the VE private areas, for disk totals (default: /vz)"),
     Option("--cpu-hz", type=_positive_int, metavar="N",
            help="unit of vestat CPU counters (default: the kernel's CONFIG_HZ)"),
-    Option("--backlog", type=Path, default=DEFAULT_DIR, metavar="DIR",
+    Option("--backlog", default=DEFAULT_DIR, metavar="DIR",
            help=f"local backlog while the spool is away (default: {DEFAULT_DIR})"),
     Option("--backlog-max", type=_positive_int, default=DEFAULT_MAX, metavar="N",
            help=f"samples kept in the backlog, oldest dropped (default: {DEFAULT_MAX})"),
@@ -98,7 +98,7 @@ COLLECT = (
     Option("--cluster", choices=CLUSTER_MODES, default="none",
            help="cluster manager to ask: pacemaker (crm_mon), heartbeat (cl_status and "
            "haresources), rgmanager (clustat -x) or none (default)"),
-    Option("--ha-map", type=Path, metavar="FILE",
+    Option("--ha-map", metavar="FILE",
            help="VE -> resources, one 've=drbd_resource[,cluster_resource]' per line "
            "(default: found from /proc/mounts and the cluster's resources)"),
     Option("--private-template", default=PRIVATE_TEMPLATE, metavar="PATH",

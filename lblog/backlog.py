@@ -3,12 +3,13 @@
 Files are spool documents under their spool names, written atomically. The backlog is
 bounded: when full the OLDEST sample goes and a ``dropped`` counter file says how many went.
 ``flush`` moves them into the spool, oldest first, each removed only once the spool holds it.
+Paths are strings (``os.path``): the agent does not import pathlib.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from pathlib import Path
 
 from lblog import spool
 from lblog.atomic import write_atomic
@@ -16,15 +17,19 @@ from lblog.errors import ParseError
 from lblog.lazylog import get_logger
 from lblog.sample import Sample
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from lblog.procfile import StrPath
+
 log = get_logger(__name__)
 
-DEFAULT_DIR = Path("/var/lib/lblog/backlog")
+DEFAULT_DIR = "/var/lib/lblog/backlog"
 DEFAULT_MAX = 2016  # a week of 5-minute samples
 DROPPED = "dropped"
 BAD = "bad"  # unreadable backlog files are moved here, never deleted
 
 
-def pending(backlog: Path) -> list[Path]:
+def pending(backlog: StrPath) -> list[str]:
     """Backlog samples, oldest first (by the UTC stamp in the name); [] when no backlog."""
     try:
         names = [
@@ -33,14 +38,15 @@ def pending(backlog: Path) -> list[Path]:
     except (FileNotFoundError, NotADirectoryError):
         return []
     names.sort(key=lambda n: (n[n.rfind("-") + 1 :], n))
-    return [Path(backlog) / n for n in names]
+    return [os.path.join(backlog, n) for n in names]
 
 
-def dropped(backlog: Path) -> int:
+def dropped(backlog: StrPath) -> int:
     """How many samples the backlog has dropped since it was created."""
-    path = Path(backlog) / DROPPED
+    path = os.path.join(backlog, DROPPED)
     try:
-        text = path.read_text()
+        with open(path) as fh:
+            text = fh.read()
     except FileNotFoundError:
         return 0
     try:
@@ -50,19 +56,20 @@ def dropped(backlog: Path) -> int:
         return 0
 
 
-def save(backlog: Path, sample: Sample, max_files: int = DEFAULT_MAX) -> tuple[Path, int]:
+def save(backlog: StrPath, sample: Sample, max_files: int = DEFAULT_MAX) -> tuple[str, int]:
     """Keep ``sample`` in the backlog; return its path and how many old samples were dropped.
 
     Makes room first, so the backlog never holds more than ``max_files`` samples.
     """
     if max_files < 1:
         raise ValueError(f"backlog size must be at least 1, not {max_files}")
-    backlog = Path(backlog)
-    backlog.mkdir(parents=True, exist_ok=True)
+    backlog = os.fspath(backlog)
+    os.makedirs(backlog, exist_ok=True)
     old = pending(backlog)
     excess = old[: max(0, len(old) - max_files + 1)]
     for path in excess:
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
     if excess:
         _write_atomic(backlog, DROPPED, f"{dropped(backlog) + len(excess)}\n".encode())
         log.warning(
@@ -72,7 +79,7 @@ def save(backlog: Path, sample: Sample, max_files: int = DEFAULT_MAX) -> tuple[P
     return path, len(excess)
 
 
-def flush(backlog: Path, spool_dir: Path) -> tuple[int, OSError | None]:
+def flush(backlog: StrPath, spool_dir: StrPath) -> tuple[int, OSError | None]:
     """Move backlog samples into ``spool_dir``, oldest first.
 
     Returns how many moved and the OSError that stopped it (None when all moved): the rest
@@ -84,19 +91,19 @@ def flush(backlog: Path, spool_dir: Path) -> tuple[int, OSError | None]:
         try:
             sample = spool.to_sample(spool.read(path))
         except (ParseError, TypeError, ValueError, KeyError) as exc:
-            bad = Path(backlog) / BAD
-            bad.mkdir(exist_ok=True)
-            os.replace(path, bad / path.name)
+            bad = os.path.join(backlog, BAD)
+            os.makedirs(bad, exist_ok=True)
+            os.replace(path, os.path.join(bad, os.path.basename(path)))
             log.error("backlog file %s is unreadable (%s); kept in %s", path, exc, bad)
             continue
         try:
-            spool.write(spool_dir, sample)
+            spool.put(spool_dir, sample)
         except OSError as exc:
             return moved, exc
-        path.unlink()
+        os.unlink(path)
         moved += 1
     return moved, None
 
 
-def _write_atomic(directory: Path, name: str, data: bytes) -> Path:
-    return write_atomic(Path(directory) / name, data)
+def _write_atomic(directory: str, name: str, data: bytes) -> str:
+    return write_atomic(os.path.join(directory, name), data)

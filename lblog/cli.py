@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from pathlib import Path
 
 from lblog.args import DEFAULT_SPOOL, build_parser, parse_args
 
@@ -71,13 +70,13 @@ def _collect(args: SimpleNamespace) -> int:
     from lblog.errors import LbvmError
 
     node = args.node or os.uname().nodename.split(".")[0]
-    spool_dir = args.spool or Path(os.environ.get("LBLOG_SPOOL") or DEFAULT_SPOOL)
+    spool_dir = args.spool or os.environ.get("LBLOG_SPOOL") or DEFAULT_SPOOL
     try:
         spool.check_node_name(node)
     except LbvmError as exc:
         print(f"lblog: {exc}", file=sys.stderr)
         return 2
-    live = args.proc_root.resolve() == Path("/")
+    live = os.path.realpath(args.proc_root) == "/"
     try:
         sample = collect(
             args.proc_root,
@@ -111,6 +110,8 @@ def _collect(args: SimpleNamespace) -> int:
 
 def _with_ha(args: SimpleNamespace, sample: Sample, node: str) -> Sample:
     """The sample with this node's HA report (absent tools are reported, not fatal)."""
+    from pathlib import Path
+
     from lblog.ha.agent import collect_ha
     from lblog.ha.report import with_ha
 
@@ -118,8 +119,8 @@ def _with_ha(args: SimpleNamespace, sample: Sample, node: str) -> Sample:
         [ve.ve for ve in sample.ves],
         drbd=args.drbd,
         cluster=args.cluster,
-        ha_map=args.ha_map,
-        proc_root=args.proc_root,
+        ha_map=None if args.ha_map is None else Path(args.ha_map),
+        proc_root=Path(args.proc_root),
         private_template=args.private_template,
         local=node,
     )

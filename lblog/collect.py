@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 
 from lblog import openvz
 from lblog.errors import LbvmError, ParseError
@@ -19,6 +17,16 @@ from lblog.lazylog import get_logger
 from lblog.nodeinfo import read_totals
 from lblog.procfile import read_text
 from lblog.sample import Beancounter, Sample, VeRow
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+
+    from lblog.procfile import StrPath
+
+    # Runs argv with a timeout and returns its stdout; raises OSError or
+    # subprocess.SubprocessError when the command is missing, fails or times out.
+    Runner = Callable[[Sequence[str], float], str]
 
 log = get_logger(__name__)
 
@@ -31,10 +39,6 @@ CGROUP_HZ = 1_000_000  # cgroup CPU counters are read in microseconds
 DEFAULT_CGROUP_GLOBS = ("machine.slice/*", "lxc.payload.*", "lxc/*")
 VZLIST_ARGV = ("vzlist", "-j", "-o", "ctid,diskspace")
 VZLIST_TIMEOUT = 30.0
-
-# Runs argv with a timeout and returns its stdout; raises OSError or
-# subprocess.SubprocessError when the command is missing, fails or times out.
-Runner = Callable[[Sequence[str], float], str]
 
 
 class CollectError(LbvmError):
@@ -54,15 +58,14 @@ def user_hz() -> int:
     return int(os.sysconf("SC_CLK_TCK"))
 
 
-def kernel_hz(proc_root: Path) -> int:
+def kernel_hz(proc_root: StrPath) -> int:
     """CONFIG_HZ of the kernel behind ``proc_root``: the unit of vestat's counters.
 
     Read from ``<root>/boot/config-<osrelease>``; DEFAULT_KERNEL_HZ when that is absent.
     """
-    root = Path(proc_root)
-    release = read_text(root / "proc/sys/kernel/osrelease")
+    release = read_text(os.path.join(proc_root, "proc/sys/kernel/osrelease"))
     if release and "/" not in release.strip():
-        config = read_text(root / "boot" / f"config-{release.strip()}")
+        config = read_text(os.path.join(proc_root, "boot", f"config-{release.strip()}"))
         for line in (config or "").split("\n"):
             if line.startswith("CONFIG_HZ="):
                 value = line[10:].strip()
@@ -72,14 +75,14 @@ def kernel_hz(proc_root: Path) -> int:
 
 
 def collect(
-    proc_root: Path,
+    proc_root: StrPath,
     node: str,
     *,
     now: float | None = None,
     source: str = "openvz",
-    sys_root: Path = Path("/"),
+    sys_root: StrPath = "/",
     ve_glob: str | None = None,
-    private_path: Path | None = Path("/vz"),
+    private_path: StrPath | None = "/vz",
     cpu_hz: int | None = None,
     vzlist: Runner | None = None,
 ) -> Sample:
@@ -94,15 +97,15 @@ def collect(
     """
     if source not in SOURCES:
         raise CollectError(f"unknown source {source!r}: expected one of {', '.join(SOURCES)}")
-    proc_root = Path(proc_root)
+    proc_root = os.fspath(proc_root)
     if source == "auto":
-        source = detect_source(proc_root, Path(sys_root))
+        source = detect_source(proc_root, sys_root)
     if source == "openvz":
         hz = cpu_hz if cpu_hz is not None else kernel_hz(proc_root)
         rows = collect_openvz(proc_root, hz, vzlist)
     else:
         hz = CGROUP_HZ
-        rows = _collect_cgroup(Path(sys_root), 1 if source == "cgroup1" else 2, ve_glob)
+        rows = _collect_cgroup(sys_root, 1 if source == "cgroup1" else 2, ve_glob)
     totals = read_totals(proc_root, private_path)
     return Sample(
         node=node,
@@ -115,14 +118,16 @@ def collect(
     )
 
 
-def detect_source(proc_root: Path, sys_root: Path) -> str:
+def detect_source(proc_root: StrPath, sys_root: StrPath) -> str:
     """openvz when beancounters exist under ``proc_root``, else cgroup1/cgroup2."""
-    proc = proc_root / "proc"
-    if (proc / "bc/resources").exists() or (proc / "user_beancounters").exists():
+    proc = os.path.join(proc_root, "proc")
+    if any(os.path.exists(os.path.join(proc, n)) for n in ("bc/resources", "user_beancounters")):
         return "openvz"
+    from pathlib import Path
+
     from lblog import cgroup
 
-    version = cgroup.detect(sys_root)
+    version = cgroup.detect(Path(sys_root))
     if version is None:
         raise CollectError(
             f"no OpenVZ beancounters under {proc} and no cgroup tree under {sys_root}"
@@ -130,23 +135,23 @@ def detect_source(proc_root: Path, sys_root: Path) -> str:
     return f"cgroup{version}"
 
 
-def collect_openvz(proc_root: Path, hz: int, vzlist: Runner | None = None) -> list[VeRow]:
+def collect_openvz(proc_root: StrPath, hz: int, vzlist: Runner | None = None) -> list[VeRow]:
     """VeRows of an OpenVZ node, sorted by VE id (numeric ids in numeric order)."""
-    proc = Path(proc_root) / "proc"
-    bc_path = proc / "bc/resources"
+    proc = os.path.join(proc_root, "proc")
+    bc_path = os.path.join(proc, "bc/resources")
     text = read_text(bc_path)
     if text is None:
-        bc_path = proc / "user_beancounters"
+        bc_path = os.path.join(proc, "user_beancounters")
         text = read_text(bc_path)
     if text is None:
         raise CollectError(f"not an OpenVZ node: no {proc}/bc/resources or user_beancounters")
-    beancounters = openvz.parse_beancounters(text, str(bc_path))
+    beancounters = openvz.parse_beancounters(text, bc_path)
 
-    vestat_path = proc / "vz/vestat"
+    vestat_path = os.path.join(proc, "vz/vestat")
     text = read_text(vestat_path)
     if text is None:
-        raise ParseError(str(vestat_path), None, "file is missing (vzmon module not loaded?)")
-    stats = openvz.parse_vestat(text, str(vestat_path))
+        raise ParseError(vestat_path, None, "file is missing (vzmon module not loaded?)")
+    stats = openvz.parse_vestat(text, vestat_path)
 
     quotas = _quotas(proc, beancounters.keys(), vzlist)
     rows = [
@@ -190,11 +195,11 @@ def _row(
     )
 
 
-def _quotas(proc: Path, ves: Iterable[str], vzlist: Runner | None) -> dict[str, openvz.Quota]:
+def _quotas(proc: str, ves: Iterable[str], vzlist: Runner | None) -> dict[str, openvz.Quota]:
     """Disk quotas from /proc/vz/vzquota, completed by ``vzlist -j`` for VEs it lacks."""
-    path = proc / "vz/vzquota"
+    path = os.path.join(proc, "vz/vzquota")
     text = read_text(path)
-    quotas = openvz.parse_vzquota(text, str(path)) if text is not None else {}
+    quotas = openvz.parse_vzquota(text, path) if text is not None else {}
     missing = [ve for ve in ves if ve not in quotas]
     if not missing or vzlist is None:
         return quotas
@@ -214,13 +219,16 @@ def _quotas(proc: Path, ves: Iterable[str], vzlist: Runner | None) -> dict[str, 
     return quotas
 
 
-def _collect_cgroup(sys_root: Path, version: int, ve_glob: str | None) -> list[VeRow]:
+def _collect_cgroup(sys_root: StrPath, version: int, ve_glob: str | None) -> list[VeRow]:
+    from pathlib import Path
+
     from lblog import cgroup
 
+    root = Path(sys_root)
     if ve_glob is not None:
-        return cgroup.collect(sys_root, version, ve_glob)
+        return cgroup.collect(root, version, ve_glob)
     for pattern in DEFAULT_CGROUP_GLOBS:
-        rows = cgroup.collect(sys_root, version, pattern)
+        rows = cgroup.collect(root, version, pattern)
         if rows:
             return rows
     log.warning(

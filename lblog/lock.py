@@ -5,11 +5,15 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from lblog.errors import SpoolError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from lblog.procfile import StrPath
 
 POLL_SECONDS = 0.05
 
@@ -19,7 +23,7 @@ class LockBusy(SpoolError):
 
 
 @contextmanager
-def locked(path: Path, wait: float) -> Iterator[Path]:
+def locked(path: StrPath, wait: float) -> Iterator[str]:
     """Hold an exclusive flock on ``path`` (created if needed) for the ``with`` block.
 
     Waits up to ``wait`` seconds for a run that holds it, then raises LockBusy. The file is
@@ -39,6 +43,6 @@ def locked(path: Path, wait: float) -> Iterator[Path]:
                         f"{path}: another lblog run still holds the lock after {wait:g} s"
                     ) from None
                 time.sleep(POLL_SECONDS)
-        yield Path(path)
+        yield os.fspath(path)
     finally:
         os.close(fd)

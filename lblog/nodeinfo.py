@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections import namedtuple
-from pathlib import Path
 
 from lblog.errors import ParseError
 from lblog.procfile import read_text, uint, uints
 from lblog.sample import NodeTotals
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from lblog.procfile import StrPath
 
 
 class CpuTotals(namedtuple("CpuTotals", "cpus busy idle")):
@@ -99,7 +102,7 @@ def parse_loadavg(text: str, path: str) -> tuple[float, float, float]:
     return loads[0], loads[1], loads[2]
 
 
-def disk_space(path: Path | None) -> tuple[int | None, int | None]:
+def disk_space(path: StrPath | None) -> tuple[int | None, int | None]:
     """(total, free) bytes of the filesystem holding ``path``; (None, None) when absent.
 
     Free counts the blocks available to unprivileged users (``f_bavail``), the space VEs
@@ -114,12 +117,13 @@ def disk_space(path: Path | None) -> tuple[int | None, int | None]:
     return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
 
-def read_totals(proc_root: Path, private_path: Path | None) -> NodeTotals:
+def read_totals(proc_root: StrPath, private_path: StrPath | None) -> NodeTotals:
     """NodeTotals from ``proc_root``/proc and the filesystem of ``private_path``."""
-    proc = Path(proc_root) / "proc"
-    cpu = parse_stat(_need(proc / "stat"), str(proc / "stat"))
-    mem_total, mem_available = parse_meminfo(_need(proc / "meminfo"), str(proc / "meminfo"))
-    load1, load5, load15 = parse_loadavg(_need(proc / "loadavg"), str(proc / "loadavg"))
+    proc = os.path.join(proc_root, "proc")
+    stat, meminfo, loadavg = (os.path.join(proc, n) for n in ("stat", "meminfo", "loadavg"))
+    cpu = parse_stat(_need(stat), stat)
+    mem_total, mem_available = parse_meminfo(_need(meminfo), meminfo)
+    load1, load5, load15 = parse_loadavg(_need(loadavg), loadavg)
     disk_total, disk_free = disk_space(private_path)
     return NodeTotals(
         cpus=cpu.cpus,
@@ -135,8 +139,8 @@ def read_totals(proc_root: Path, private_path: Path | None) -> NodeTotals:
     )
 
 
-def _need(path: Path) -> str:
+def _need(path: str) -> str:
     text = read_text(path)
     if text is None:
-        raise ParseError(str(path), None, "file is missing")
+        raise ParseError(path, None, "file is missing")
     return text

@@ -6,12 +6,18 @@ line an operator finds when opening the file.
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from lblog.errors import ParseError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
+if TYPE_CHECKING:
+    from os import PathLike
 
-def read_text(path: Path) -> str | None:
+    StrPath = str | PathLike[str]
+
+
+def read_text(path: StrPath) -> str | None:
     """The file's text, or None when it does not exist (a VE or module that went away).
 
     Other OSErrors (permissions, I/O) propagate: they are not "absent", they are a fault.
@@ -26,7 +32,7 @@ def read_text(path: Path) -> str | None:
         return data.decode()
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ParseError(str(path), line, "not UTF-8 text") from None
+        raise ParseError(os.fspath(path), line, "not UTF-8 text") from None
 
 
 def uint(token: str, path: str, line: int, what: str) -> int:

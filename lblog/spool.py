@@ -9,10 +9,10 @@ do not know it ignore it, so it needs no new version.
 from __future__ import annotations
 
 import json
+import os
 import re
 import time as _time
 from operator import attrgetter
-from pathlib import Path
 
 from lblog.atomic import write_atomic
 from lblog.errors import ParseError, SpoolError
@@ -21,7 +21,10 @@ from lblog.sample import NodeTotals, Sample, VeRow
 TYPE_CHECKING = False  # the agent imports no typing at run time (it costs milliseconds)
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
     from typing import Any
+
+    from lblog.procfile import StrPath
 
 FORMAT = "lbvm-spool"
 VERSION = 1
@@ -87,25 +90,41 @@ def encode(sample: Sample, written: float | None = None) -> bytes:
     return (json.dumps(doc, separators=(",", ":"), check_circular=False) + "\n").encode()
 
 
-def node_dir(spool: Path, node: str) -> Path:
-    return Path(spool) / "incoming" / check_node_name(node)
+def node_dir(spool: StrPath, node: str) -> Path:
+    """``<spool>/incoming/<node>`` as a Path (the agent itself uses ``node_path``)."""
+    from pathlib import Path
+
+    return Path(node_path(spool, node))
 
 
-def write(spool: Path, sample: Sample) -> Path:
-    """Write ``sample`` under ``spool/incoming/<node>/`` atomically; return the final path.
+def node_path(spool: StrPath, node: str) -> str:
+    """``<spool>/incoming/<node>`` as a string, the node name checked."""
+    return os.path.join(spool, "incoming", check_node_name(node))
+
+
+def write(spool: StrPath, sample: Sample) -> Path:
+    """``put``, returning the final path as a Path."""
+    from pathlib import Path
+
+    return Path(put(spool, sample))
+
+
+def put(spool: StrPath, sample: Sample) -> str:
+    """Write ``sample`` under ``spool/incoming/<node>/`` atomically; return the final path
+    (a string: the agent does not import pathlib).
 
     Temp name in the same directory, fsync, rename, fsync of the directory: a reader sees
     the whole file or none of it. Temp names start with '.', which readers skip.
     """
-    directory = node_dir(spool, sample.node)
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / file_name(sample)
+    directory = node_path(spool, sample.node)
+    os.makedirs(directory, exist_ok=True)
+    final = os.path.join(directory, file_name(sample))
     return write_atomic(final, encode(sample, written=_time.time()))
 
 
-def decode(data: bytes, path: str | Path) -> dict[str, Any]:
+def decode(data: bytes, path: StrPath) -> dict[str, Any]:
     """Parse and check one spool document; raise ParseError naming the file and key."""
-    path = str(path)
+    path = os.fspath(path)
     try:
         doc = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -141,7 +160,7 @@ def decode(data: bytes, path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def read(path: str | Path) -> dict[str, Any]:
+def read(path: StrPath) -> dict[str, Any]:
     with open(path, "rb") as fh:
         return decode(fh.read(), path)
 

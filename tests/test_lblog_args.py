@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -67,7 +66,7 @@ def test_anything_else_goes_to_argparse(argv):
 
 def test_parse_args_fills_defaults_and_exits_like_argparse(capsys):
     args = parse_args(["collect", "--backlog", "/b"])
-    assert args.backlog == Path("/b") and args.proc_root == Path("/") and args.lock_wait == 20.0
+    assert args.backlog == "/b" and args.proc_root == "/" and args.lock_wait == 20.0
     assert args.print_path is False and args.spool is None and args.command == "collect"
     with pytest.raises(SystemExit) as exc:
         parse_args(["collect", "--backlog-max", "0"])

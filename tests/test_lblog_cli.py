@@ -165,4 +165,4 @@ def test_shipped_cron_and_systemd_commands_parse():
         assert Path(argv[0]).name == "lblog"
         parsed = build_parser().parse_args(argv[1:])
         assert parsed.command == "collect"
-        assert parsed.backlog == Path("/var/lib/lblog/backlog")
+        assert parsed.backlog == "/var/lib/lblog/backlog"

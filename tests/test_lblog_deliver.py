@@ -42,7 +42,7 @@ def test_writes_to_spool_under_lock(dirs):
     spool_dir, keep = dirs
     done = deliver(sample(), spool_dir, keep)
     assert not done.backlogged and done.reason is None
-    assert done.path.parent == spool_dir / "incoming/node1"
+    assert Path(done.path).parent == spool_dir / "incoming/node1"  # paths are strings
     assert spool.read(done.path)["time"] == T0
     assert (spool_dir / "incoming/node1/.lock").exists()
     assert not keep.exists()  # no backlog made when nothing needed it
@@ -53,7 +53,7 @@ def test_missing_spool_goes_to_backlog_and_is_not_created(tmp_path):
     done = deliver(sample(), spool_dir, keep)
     assert done.backlogged and "ENOENT" in (done.reason or "")
     assert not spool_dir.exists()
-    assert [p.name for p in backlog.pending(keep)] == [done.path.name]
+    assert backlog.pending(keep) == [done.path] == [str(keep / os.path.basename(done.path))]
     assert done.pending == 1
 
 
@@ -97,15 +97,15 @@ def test_next_run_flushes_backlog_first_oldest_first(dirs, monkeypatch):
         m.setattr(atomic, "os", FailingOs(errno.EIO, spool_dir))
         for i in (2, 0, 1):  # kept out of order; flushed by time
             assert deliver(sample(T0 + 300 * i), spool_dir, keep).backlogged
-    kept = {p.name: p.read_bytes() for p in backlog.pending(keep)}
+    kept = {(p := Path(name)).name: p.read_bytes() for name in backlog.pending(keep)}
     written: list[float] = []
-    real_write = spool.write
+    real_put = spool.put
 
-    def recording_write(directory, s):
+    def recording_put(directory, s):
         written.append(s.time)
-        return real_write(directory, s)
+        return real_put(directory, s)
 
-    monkeypatch.setattr(spool, "write", recording_write)
+    monkeypatch.setattr(spool, "put", recording_put)
     done = deliver(sample(T0 + 900), spool_dir, keep)
     assert not done.backlogged and done.flushed == 3
     assert written == [T0, T0 + 300, T0 + 600, T0 + 900]
@@ -121,16 +121,16 @@ def test_flush_interrupted_loses_nothing(dirs, monkeypatch):
     spool_dir, keep = dirs
     for i in range(3):
         backlog.save(keep, sample(T0 + i))
-    real_write = spool.write
+    real_put = spool.put
     calls = []
 
     def flaky(d, s):
         calls.append(s.time)
         if len(calls) == 2:
             raise OSError(errno.ESTALE, "Stale file handle")
-        return real_write(d, s)
+        return real_put(d, s)
 
-    monkeypatch.setattr(spool, "write", flaky)
+    monkeypatch.setattr(spool, "put", flaky)
     done = deliver(sample(T0 + 10), spool_dir, keep)
     assert done.backlogged and done.flushed == 1
     in_spool = {spool.read(p)["time"] for p in (spool_dir / "incoming/node1").glob("*.json")}
