@@ -119,13 +119,14 @@ def test_no_pandas_or_numpy_in_the_agent(root, tmp_path):
     (tmp_path / "spool").mkdir()
     script = textwrap.dedent(f"""
         import sys
+        before = set(sys.modules)  # what the interpreter and site loaded at start-up
         from lblog.cli import main
         rc = main({args(root, tmp_path)!r})
         # logging too: a run that has nothing to say does not pay for importing it; nor
-        # for argparse (a plain command line), dataclasses or typing (milliseconds each)
+        # for argparse (a plain command line), dataclasses, typing or pathlib (ms each)
         heavy = ("pandas", "numpy", "sqlalchemy", "lbvm", "logging", "argparse",
-                 "dataclasses", "typing")
-        heavy = sorted(m for m in heavy if m in sys.modules)
+                 "dataclasses", "typing", "pathlib")
+        heavy = sorted(m for m in heavy if m in sys.modules and m not in before)
         print(rc, heavy)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
