@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from operator import itemgetter
 
 from lblog import openvz
 from lblog.errors import LbvmError, ParseError
@@ -39,6 +40,7 @@ CGROUP_HZ = 1_000_000  # cgroup CPU counters are read in microseconds
 DEFAULT_CGROUP_GLOBS = ("machine.slice/*", "lxc.payload.*", "lxc/*")
 VZLIST_ARGV = ("vzlist", "-j", "-o", "ctid,diskspace")
 VZLIST_TIMEOUT = 30.0
+_FAILCNT = itemgetter(4)
 
 
 class CollectError(LbvmError):
@@ -190,7 +192,7 @@ def _row(
         swap_bytes=swap[0] * page if swap is not None else None,
         disk_bytes=quota.used_bytes if quota is not None else None,
         disk_limit_bytes=quota.limit_bytes if quota is not None else None,
-        failcnt=sum(row[4] for row in bc.values()),
+        failcnt=sum(map(_FAILCNT, bc.values())),
         beancounters=bc,
     )
 
