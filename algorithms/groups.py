@@ -135,16 +135,37 @@ def gather(st: State, v: int, d: int, why: str) -> bool:
 
 
 def _best(st: State, g: int, ds: np.ndarray, **kw: object) -> tuple[int, float]:
-    """(target, gain) of the best gathering of ``g`` on one of ``ds``; target -1 if none."""
-    if not len(ds):
-        return -1, -np.inf
-    gain, cost, _ = score(st, g, ds, **kw)  # type: ignore[arg-type]
-    i = int(np.argmax(gain))
-    if gain[i] == -np.inf:
-        return -1, -np.inf
-    near = gain >= gain[i] - 0.01 * abs(gain[i])
-    i = int(np.argmin(np.where(near, cost, np.inf)))
-    return int(ds[i]), float(gain[i])
+    """(target, gain) of the best gathering of ``g`` on one of ``ds``; target -1 if none.
+    The least utilised targets with room for the group and its members' partners are tried
+    first, then all of ``ds``."""
+    for cand in (_near(st, g, ds), ds):
+        if not len(cand):
+            continue
+        gain, cost, _ = score(st, g, cand, **kw)  # type: ignore[arg-type]
+        i = int(np.argmax(gain))
+        if gain[i] > -np.inf:
+            near = gain >= gain[i] - 0.01 * abs(gain[i])
+            i = int(np.argmin(np.where(near, cost, np.inf)))
+            return int(cand[i]), float(gain[i])
+        if len(cand) == len(ds):
+            break
+    return -1, -np.inf
+
+
+def _near(st: State, g: int, ds: np.ndarray) -> np.ndarray:
+    """Of ``ds``: the K_DST least utilised per weighted resource with room on the node for
+    the whole group, and the partners of its members' nodes."""
+    if len(ds) <= K_DST:
+        return ds
+    mask = np.zeros(st.n, dtype=bool)
+    mask[ds] = True
+    need = st.dem[st.groups[g]].sum(axis=0)[:, None]
+    room = mask & (st.tab[2] >= need).all(axis=0)
+    use = np.flatnonzero(st.w > 0) if (st.w > 0).any() else np.arange(st.u.shape[1])
+    mates = st.partner[st.placement[st.groups[g]]]
+    mates = mates[(mates >= 0)]
+    picked = [st.ranked(-st.u[:, r], room, K_DST) for r in use]
+    return np.unique(np.concatenate([*picked, mates[mask[mates]]]))
 
 
 def must_move(st: State) -> np.ndarray:
