@@ -1,24 +1,32 @@
 """Time `lblog collect` on a fake OpenVZ node with 500 VEs.
 
-Runs the installed `lblog` entry point as a subprocess: one warm-up run, then five timed
-runs; prints the median wall and CPU time and the peak RSS of the timed runs (per child,
-from wait4). Targets: median <= 50 ms, peak RSS <= 25 MB. Also times `python -S` on the
-same module, which leaves out site-packages start-up (an editable install's import hook
-alone costs ~10-15 ms), and `python -c pass` for the machine's own start-up cost.
+Runs the `lblog` console script as a subprocess, end to end (collect, then the spool file
+written atomically with fsync): one warm-up run, then five timed runs; prints the median
+wall and CPU time and the peak RSS of the timed runs (per child, from wait4). Targets:
+median <= 50 ms, peak RSS <= 25 MB.
 
-    .venv/bin/python bench/bench_lblog.py [--ves 500] [--runs 5]
+Installs timed, one run of each in turn so that all see the same machine load:
+"dev", the console script of the environment running this bench (`make` installs the
+checkout editable); "production", a plain `pip install --no-deps` of a copy of the checkout
+into a new temporary venv, as an operator installs the agent (pip may fetch the build
+backend, setuptools, from the package index or its cache; without it that line is skipped
+with the reason); with --against REV, the same production install of git revision REV,
+for before/after figures. `python -c pass` in each gives the machine's own start-up cost.
+
+    .venv/bin/python bench/bench_lblog.py [--ves 500] [--runs 5] [--dev-only] [--against REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 from lbvm.fakeproc import FakeVe, write_node
@@ -51,35 +59,98 @@ def fake_node(root: Path, count: int) -> None:
     )
 
 
+# Starts one child and reports its wall time and wait4 usage. It runs in a small
+# `python -S` of its own: Linux counts the parent's resident memory at the moment it starts
+# a child into the child's peak RSS, and this bench, with the fake node in memory, is
+# bigger than lblog itself.
+RUNNER = """
+import os, subprocess, sys, time
+start = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = child.stderr.read()
+_, status, usage = os.wait4(child.pid, 0)
+wall = time.perf_counter() - start
+code = os.waitstatus_to_exitcode(status)
+if code:
+    sys.exit(f"{sys.argv[1]} failed ({code}): {err.decode()}")
+print(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+"""
+
+
 def run(argv: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     """One run: (wall seconds, CPU seconds, peak RSS MiB) of that child alone (wait4)."""
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(child.pid, 0)
-        wall = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
-            err.seek(0)
-            raise SystemExit(f"{argv[0]} failed ({child.returncode}): {err.read().decode()}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", RUNNER, *argv], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.strip())
+    wall, cpu, rss = map(float, done.stdout.split())
+    return wall, cpu, rss
 
 
-def measure(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float, float]:
-    """Medians of wall ms and CPU ms, and the peak RSS MiB, of ``runs`` runs after a warm-up."""
-    run(argv, env)
-    results = [run(argv, env) for _ in range(runs)]
-    wall = statistics.median(r[0] for r in results) * 1000
-    cpu = statistics.median(r[1] for r in results) * 1000
-    return wall, cpu, max(r[2] for r in results)
+def measure(
+    commands: dict[str, list[str]], env: dict[str, str], runs: int
+) -> dict[str, tuple[float, float, float]]:
+    """Per command: medians of wall ms and CPU ms, and the peak RSS MiB, of ``runs`` runs
+    after a warm-up; the commands take turns, so each sees the same machine load."""
+    for argv in commands.values():
+        run(argv, env)
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            results[name].append(run(argv, env))
+    return {
+        name: (
+            statistics.median(r[0] for r in rs) * 1000,
+            statistics.median(r[1] for r in rs) * 1000,
+            max(r[2] for r in rs),
+        )
+        for name, rs in results.items()
+    }
+
+
+def install(tmp: Path, rev: str | None) -> Path | str:
+    """A new venv with the checkout (or git revision ``rev``) pip-installed into it, not
+    editable and without dependencies (the agent needs none); its bin/ directory, or why
+    it could not be made."""
+    src, venv = tmp / "src", tmp / "venv"
+    src.mkdir(parents=True)
+    files = ["pyproject.toml", "README.md", "lblog", "lbvm", "lbm", "algorithms"]
+    if rev is None:
+        for name in files:
+            if (REPO / name).is_dir():
+                shutil.copytree(
+                    REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__")
+                )
+            else:
+                shutil.copy(REPO / name, src / name)
+    else:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, *files],
+                                 capture_output=True, timeout=120)  # fmt: skip
+        if archive.returncode != 0:
+            return f"git archive {rev} failed: {archive.stderr.decode().strip()}"
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(src, filter="data")
+    steps = [
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), "install",
+         "--quiet", "--no-deps", "--no-cache-dir", str(src)],
+    ]  # fmt: skip
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            last = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:]
+            return f"{' '.join(step[:4])} failed: {' '.join(last)}"
+    return venv / "bin"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ves", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--dev-only", action="store_true", help="skip the production install")
+    parser.add_argument("--against", metavar="REV", help="also time git revision REV")
     args = parser.parse_args()
-    lblog = shutil.which("lblog", path=str(Path(sys.executable).parent)) or "lblog"
     with tempfile.TemporaryDirectory(prefix="bench-lblog-") as tmp:
         root, spool = Path(tmp) / "root", Path(tmp) / "spool"
         spool.mkdir()
@@ -95,29 +166,30 @@ def main() -> int:
             "--backlog",
             str(Path(tmp) / "backlog"),
         ]
+        installs = {"dev (this environment)": Path(sys.executable).parent}
+        wanted = {} if args.dev_only else {"production (pip install, new venv)": None}
+        if args.against:
+            wanted[f"production of {args.against}"] = args.against
+        for i, (name, rev) in enumerate(wanted.items()):
+            made = install(Path(tmp) / f"install{i}", rev)
+            if isinstance(made, str):
+                print(f"{name}: skipped, {made}")
+            else:
+                installs[name] = made
         # Installed packages run from compiled .pyc files; this environment may forbid
         # writing them (PYTHONDONTWRITEBYTECODE), so cache them in the temp dir instead.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
-        ms, cpu, rss = measure([lblog, *common], env, args.runs)
-        print(
-            f"lblog collect, {args.ves} VEs, {args.runs} runs: median wall {ms:.1f} ms, "
-            f"median CPU {cpu:.1f} ms, peak RSS {rss:.1f} MB (targets: 50 ms, 25 MB)"
-        )
-        env_s = dict(env, PYTHONPATH=str(REPO))
-        argv_s = [sys.executable, "-S", "-m", "lblog.cli", *common]
-        ms_s, cpu_s, rss_s = measure(argv_s, env_s, args.runs)
-        print(
-            f"python -S -m lblog.cli collect (no site-packages start-up): median wall "
-            f"{ms_s:.1f} ms, CPU {cpu_s:.1f} ms, peak RSS {rss_s:.1f} MB"
-        )
-        base, base_cpu, _ = measure([sys.executable, "-c", "pass"], env, args.runs)
-        print(
-            f"for scale, this machine starts 'python -c pass' in {base:.1f} ms "
-            f"(CPU {base_cpu:.1f} ms); load average {os.getloadavg()[0]:.2f}"
-        )
+        commands = {}
+        for name, bindir in installs.items():
+            commands[name] = [str(bindir / "lblog"), *common]
+            commands[f"{name}: python -c pass"] = [str(bindir / "python"), "-c", "pass"]
+        print(f"lblog collect, {args.ves} VEs, {args.runs} runs after a warm-up "
+              f"(targets: 50 ms, 25 MB); load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+        for name, (ms, cpu, rss) in measure(commands, env, args.runs).items():
+            print(f"{name}: median wall {ms:.1f} ms, CPU {cpu:.1f} ms, peak RSS {rss:.1f} MB")
         written = len(list((spool / "incoming" / "bench1").glob("*.json")))
-        print(f"spool files written: {written}")
+        print(f"spool files written: {written}; load average now {os.getloadavg()[0]:.2f}")
     return 0
 
 
