@@ -3,6 +3,7 @@ long windows answered from the rollups."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from lblog.sample import VeRow
 from lbvm.errors import StoreError
-from lbvm.store import bulk, queries, retention
+from lbvm.store import bulk, queries, retention, rollup
 from lbvm.store.ingest import ingest
 from lbvm.store.schema import node_samples, ve_samples
 
@@ -144,6 +145,72 @@ def test_late_file_rebuilds_its_hour(store: Engine, spool_dir: Path, write_sampl
     assert one.values.tolist() == [[5, 900.0]]
     events = rows(store, "SELECT kind FROM events WHERE kind = 'retention'")
     assert len(events) == 1
+
+
+def test_late_file_older_than_raw_is_merged_into_its_hour(
+    store: Engine, spool_dir: Path, write_sample: Writer
+) -> None:
+    base = T0 + DAY
+    for i in range(4):  # VE 101 on n1, on time
+        write_sample("n1", base + 900 * i, [VeRow("101", cpu_raw=9000 * i, mem_bytes=100 + i)])
+    ingest(store, spool_dir, now=base + HOUR)
+    now = base + 20 * DAY
+    retention.run(store, now, raw_days=14, rollup_days=365)  # the hour's raw samples go
+    assert rows(store, f"SELECT count(*) AS n FROM ve_samples WHERE ts < {now}")["n"][0] == 0
+    # Two weeks on, a node's backlog arrives: n3 (VE 103, no rollup for it yet) and one
+    # more sample of VE 101 from n1.
+    late = [write_sample("n3", base + 600 * i, [VeRow("103", cpu_raw=60_000 * i,
+                                                      mem_bytes=i << 30)])
+            for i in (1, 2, 3)]  # fmt: skip
+    write_sample("n1", base + 450, [VeRow("101", cpu_raw=4500, mem_bytes=900)])
+    ingest(store, spool_dir, now=now + 600)
+    result = retention.run(store, now + HOUR, raw_days=14, rollup_days=365)
+    assert result.late_merged == 4 + 4  # VE samples and node samples
+    got = rows(store, f"SELECT * FROM ve_rollups WHERE hour = {base} ORDER BY ve").set_index("ve")
+    new = got.loc["103"]  # exact: the hour had no row for it
+    assert (new["samples"], new["cpu_n"], new["node"]) == (3, 2, "n3")
+    assert (new["cpu_mean"], new["cpu_max"]) == (pytest.approx(1.0), pytest.approx(1.0))
+    assert (new["mem_max"], new["mem_last"]) == (3 << 30, 3 << 30)
+    assert new["mem_p95"] == pytest.approx(np.percentile([1 << 30, 2 << 30, 3 << 30], 95))
+    old = got.loc["101"]  # merged: counts add up, maxima exact, the last values stay
+    assert (old["samples"], old["mem_max"], old["mem_last"], old["node"]) == (5, 900, 103, "n1")
+    assert old["mem_mean"] == pytest.approx((100 + 101 + 102 + 103 + 900) / 5)
+    assert old["mem_p95"] == 900  # the larger p95: the late part's only sample
+    node = rows(store, f"SELECT node, samples FROM node_rollups WHERE hour = {base} ORDER BY node")
+    assert node.values.tolist() == [["n1", 5], ["n3", 3]]
+    assert rows(store, f"SELECT count(*) AS n FROM ve_samples WHERE ts < {now}")["n"][0] == 0
+    events = rows(store, "SELECT message FROM events WHERE kind = 'retention'")["message"]
+    assert events.str.contains("merged 8 late sample").any()
+    # The same file delivered again is known to the ledger: not merged twice.
+    again = spool_dir / "incoming" / "n3" / late[0].name
+    shutil.copy(spool_dir / "done" / "n3" / late[0].name, again)
+    ingest(store, spool_dir, now=now + 2 * HOUR)
+    assert not again.exists()
+    assert retention.run(store, now + 2 * HOUR, raw_days=14, rollup_days=365).late_merged == 0
+    twice = rows(store, f"SELECT * FROM ve_rollups WHERE hour = {base} ORDER BY ve")
+    pd.testing.assert_frame_equal(twice.set_index("ve"), got)
+
+
+def test_merge_keeps_rows_only_one_side_has() -> None:
+    stored = pd.DataFrame({"ve": ["a", "b"], "hour": 0.0, "node": "n1", "samples": [12, 12],
+                           "cpu_mean": [1.0, 2.0], "cpu_p95": [1.5, 3.0], "cpu_max": [2.0, 4.0],
+                           "cpu_n": [12, 11], "mem_mean": [10.0, 20.0], "mem_p95": [15.0, 25.0],
+                           "mem_max": [18.0, 30.0], "mem_last": [11.0, 21.0],
+                           "disk_last": [5.0, 6.0], "failcnt_growth": [1.0, np.nan],
+                           "failcnt_last": [3.0, np.nan]})  # fmt: skip
+    late = pd.concat([
+        stored.iloc[[1]].assign(ve="c", node="n2"),
+        stored.iloc[[1]].assign(samples=4, cpu_n=4, cpu_mean=6.0, cpu_p95=7.0, cpu_max=9.0,
+                                mem_last=99.0, failcnt_growth=2.0, failcnt_last=8.0),
+    ])  # fmt: skip
+    out = rollup.merge(stored, late, "ve").set_index("ve")
+    assert list(out.loc["a"]) == list(stored.set_index("ve").loc["a"])
+    assert out.loc["c", "node"] == "n2" and out.loc["c", "samples"] == 12
+    b = out.loc["b"]
+    assert (b["samples"], b["cpu_n"], b["cpu_max"], b["cpu_p95"]) == (16, 15, 9.0, 7.0)
+    assert b["cpu_mean"] == pytest.approx((2.0 * 11 + 6.0 * 4) / 15)
+    kept = (b["mem_last"], b["node"], b["failcnt_growth"], b["failcnt_last"])
+    assert kept == (21.0, "n1", 2.0, 8.0)
 
 
 def test_bad_retention_settings(store: Engine) -> None:

@@ -3,9 +3,11 @@
 ``run`` first builds the rollups of every complete hour not rolled up yet (from a
 watermark kept in store_marks, a few hours per transaction, so a killed run resumes where
 it stopped), and rebuilds hours that received late files since the last run (the ledger
-says which: their ingested_at is newer). Only then does it delete raw samples, and never
-past the watermark: no raw hour goes before its rollup exists. Running it twice changes
-nothing the second time.
+says which: their ingested_at is newer). Samples of late files older than the raw
+samples kept are merged into their hours' rollups (rollup.merge) and their raw rows go in
+the same transaction, so they are merged once. Only then does it delete raw samples, and
+never past the watermark: no raw hour goes before its rollup exists. Running it twice
+changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ LATE_MARGIN = 600.0  # a file committed while the last run read counts as late
 WATERMARK = "rollup_watermark"  # every hour before this has its rollup
 BUILT_AT = "rollup_built_at"  # when the last run started
 RAW_FROM = "raw_complete_from"  # raw samples before this are deleted
+MERGED = "merged into hourly rollups"  # spool_files.reason of late files merged (kept longer)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class RetentionResult:
     node_raw_deleted: int = 0
     rollups_deleted: int = 0  # VE and node rollup rows past rollup_days
     ledger_deleted: int = 0  # spool_files rows of files whose samples are gone
+    late_merged: int = 0  # VE and node samples older than the raw kept, merged into rollups
 
 
 def marks(conn: Connection) -> dict[str, float]:
@@ -85,10 +89,11 @@ def run(
             first = _first_hour(conn) if WATERMARK not in known else known[WATERMARK]
             late = _late_hours(conn, known, first, complete)
         built = _build(engine, late, first, complete, now)
+        merged = _merge_late(engine, known.get(RAW_FROM), now)
         deleted = _delete(engine, now, raw_days, rollup_days)
     except exc.SQLAlchemyError as error:
         raise StoreError(f"retention failed: {_one_line(error)}") from None
-    result = RetentionResult(built[0], built[1], built[2], *deleted)
+    result = RetentionResult(built[0], built[1], built[2], *deleted, late_merged=merged)
     log.info("retention: %s", result)
     return result
 
@@ -173,7 +178,67 @@ def _rollup_span(conn: Connection, start: float, stop: float) -> tuple[int, int]
     return len(ves), len(nodes)
 
 
-def _delete(engine: Engine, now: float, raw_days: float, rollup_days: float) -> tuple[int, ...]:
+def _merge_late(engine: Engine, raw_from: float | None, now: float) -> int:
+    """Merge samples older than ``raw_from`` (only late files put them there: the last run
+    deleted the rest) into their hours' rollups, an hour per transaction that also deletes
+    them and marks their files' ledger rows, kept until rollup_days so a file delivered
+    again is known. Returns the samples merged."""
+    if raw_from is None:
+        return 0
+    with engine.connect() as conn:
+        hours = sorted(
+            {math.floor(float(t) / HOUR) * HOUR for table in (ve_samples, node_samples)
+             for t in conn.execute(sa.select(table.c.ts).where(table.c.ts < raw_from))
+             .scalars()}
+        )  # fmt: skip
+    merged = 0
+    for hour in hours:
+        stop = min(hour + HOUR, raw_from)
+        with engine.connect() as conn, conn.execution_options(sqlite_begin="IMMEDIATE").begin():
+            merged += _merge_hour(conn, hour, stop)
+    if hours:
+        with engine.begin() as conn:
+            record_event(conn, "info", "retention", None,
+                         f"merged {merged} late sample(s) older than the raw samples kept "
+                         f"into {len(hours)} hourly rollup(s)", now)  # fmt: skip
+    return merged
+
+
+def _merge_hour(conn: Connection, hour: float, stop: float) -> int:
+    samples = 0
+    for table, rolled, cols, key in (
+        (ve_samples, ve_rollups, rollup.VE_RAW, "ve"),
+        (node_samples, node_rollups, rollup.NODE_RAW, "node"),
+    ):
+        raw = _read(conn, table, cols, hour, stop, (key, "node"))
+        if raw.empty:
+            continue
+        late = rollup.ve_hours(raw) if key == "ve" else rollup.node_hours(raw)
+        names = list(rolled.columns.keys())
+        stored = pd.DataFrame(
+            conn.execute(sa.select(rolled).where(rolled.c.hour == hour)).all(), columns=names
+        )
+        frame = rollup.merge(stored.astype({c: "float64" for c in names if c not in (key, "node")}),
+                             late.astype({"hour": "float64"}), key)  # fmt: skip
+        conn.execute(sa.delete(rolled).where(rolled.c.hour == hour))
+        for col in ("samples", "cpu_n"):
+            if col in frame:
+                frame[col] = frame[col].astype(np.int64)
+        bulk.insert_frame(conn, rolled, frame)
+        conn.execute(sa.delete(table).where(table.c.ts >= hour, table.c.ts < stop))
+        samples += len(raw)
+    conn.execute(
+        sa.update(spool_files)
+        .where(spool_files.c.sample_time >= hour, spool_files.c.sample_time < stop,
+               spool_files.c.status == "ingested")
+        .values(reason=MERGED)
+    )  # fmt: skip
+    return samples
+
+
+def _delete(
+    engine: Engine, now: float, raw_days: float, rollup_days: float
+) -> tuple[int, int, int, int]:
     """Raw samples before the raw cutoff (never past the watermark), rollups and run rows
     before the rollup cutoff, and ledger rows of files whose samples are gone."""
     with engine.connect() as conn, conn.execution_options(sqlite_begin="IMMEDIATE").begin():
@@ -182,10 +247,12 @@ def _delete(engine: Engine, now: float, raw_days: float, rollup_days: float) -> 
         roll_cut = math.floor((now - rollup_days * DAY) / HOUR) * HOUR
         raw = conn.execute(sa.delete(ve_samples).where(ve_samples.c.ts < raw_cut)).rowcount
         node_raw = conn.execute(sa.delete(node_samples).where(node_samples.c.ts < raw_cut))
+        merged = sa.and_(spool_files.c.reason.is_not(None), spool_files.c.reason == MERGED)
         ledger = conn.execute(
             sa.delete(spool_files).where(
                 sa.or_(
-                    spool_files.c.sample_time < raw_cut,
+                    sa.and_(spool_files.c.sample_time < raw_cut, sa.not_(merged)),
+                    spool_files.c.sample_time < roll_cut,
                     sa.and_(spool_files.c.sample_time.is_(None),
                             spool_files.c.ingested_at < raw_cut),
                 )

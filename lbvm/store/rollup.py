@@ -90,6 +90,52 @@ def node_hours(raw: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()[NODE_ROLLUP]
 
 
+# How each column of an hourly row combines when late samples are merged into it: summed,
+# a mean weighted by a count column, the larger one, or the stored row's own ("keep").
+_MERGE_VE = {
+    "node": "keep", "samples": "sum", "cpu_mean": "cpu_n", "cpu_p95": "max", "cpu_max": "max",
+    "cpu_n": "sum", "mem_mean": "samples", "mem_p95": "max", "mem_max": "max",
+    "mem_last": "keep", "disk_last": "keep", "failcnt_growth": "sum", "failcnt_last": "keep",
+}  # fmt: skip
+_MERGE_NODE = {
+    "samples": "sum", "cpu_mean": "samples", "cpu_p95": "max", "cpu_max": "max",
+    "mem_used_mean": "samples", "mem_used_p95": "max", "mem_used_max": "max",
+    "load1_mean": "samples", "load1_max": "max",
+}  # fmt: skip
+
+
+def merge(stored: pd.DataFrame, late: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Hourly rows (VE_ROLLUP with ``key`` ve, NODE_ROLLUP with node) of ``stored`` with the
+    rows built from late samples of the same hours folded in, for when the hours' raw
+    samples are gone. A row only one side has is taken as it is (the usual case: a node's
+    whole backlog arrives late). Where both have one, counts and growth add up, means are
+    weighted by their counts and maxima are exact; p95 is the larger of the two p95s (an
+    approximation), and the last values (memory, disk, failcnt, node) stay the stored
+    row's, the order of its samples against the late ones being unknown (growth between
+    the two parts is not counted)."""
+    rules = _MERGE_VE if key == "ve" else _MERGE_NODE
+    both = stored.merge(late, on=[key, "hour"], how="outer", suffixes=("", "_late"))
+    out = both[[key, "hour"]].copy()
+    for col, rule in rules.items():
+        old, new = both[col], both[f"{col}_late"]
+        if rule == "keep":
+            out[col] = old.where(old.notna(), new)
+        elif rule == "sum":
+            out[col] = old.fillna(0).add(new.fillna(0)).where(old.notna() | new.notna())
+        elif rule == "max":
+            out[col] = np.fmax(old.astype("float64"), new.astype("float64"))
+        else:  # a mean weighted by the count column ``rule`` of each part
+            total = pd.Series(0.0, index=both.index)
+            weight = pd.Series(0.0, index=both.index)
+            for suffix in ("", "_late"):
+                mean = both[col + suffix].astype("float64")
+                count = both[rule + suffix].astype("float64").fillna(0.0).where(mean.notna(), 0.0)
+                total += mean.fillna(0.0) * count
+                weight += count
+            out[col] = (total / weight).where(weight > 0)
+    return out[VE_ROLLUP if key == "ve" else NODE_ROLLUP]
+
+
 def _quantile(hours: pd.DataFrame, q: float, p95: str, top: str) -> pd.Series:
     column = p95 if q <= 0.95 else top
     return hours.groupby("ve")[column].quantile(q)
