@@ -10,8 +10,9 @@ Installs timed, one run of each in turn so that all see the same machine load:
 checkout editable); "production", a plain `pip install --no-deps` of a copy of the checkout
 into a new temporary venv, as an operator installs the agent (pip may fetch the build
 backend, setuptools, from the package index or its cache; without it that line is skipped
-with the reason); with --against REV, the same production install of git revision REV,
-for before/after figures. `python -c pass` in each gives the machine's own start-up cost.
+with the reason); with --against REV (repeatable), the same production install of git
+revision REV, for before/after figures. `python -c pass` in each gives the machine's own
+start-up cost.
 
     .venv/bin/python bench/bench_lblog.py [--ves 500] [--runs 5] [--dev-only] [--against REV]
 """
@@ -149,7 +150,9 @@ def main() -> int:
     parser.add_argument("--ves", type=int, default=500)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dev-only", action="store_true", help="skip the production install")
-    parser.add_argument("--against", metavar="REV", help="also time git revision REV")
+    parser.add_argument(
+        "--against", metavar="REV", action="append", default=[], help="also time revision REV"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-lblog-") as tmp:
         root, spool = Path(tmp) / "root", Path(tmp) / "spool"
@@ -168,8 +171,8 @@ def main() -> int:
         ]
         installs = {"dev (this environment)": Path(sys.executable).parent}
         wanted = {} if args.dev_only else {"production (pip install, new venv)": None}
-        if args.against:
-            wanted[f"production of {args.against}"] = args.against
+        for rev in args.against:
+            wanted[f"production of {rev}"] = rev
         for i, (name, rev) in enumerate(wanted.items()):
             made = install(Path(tmp) / f"install{i}", rev)
             if isinstance(made, str):
@@ -183,7 +186,9 @@ def main() -> int:
         commands = {}
         for name, bindir in installs.items():
             commands[name] = [str(bindir / "lblog"), *common]
-            commands[f"{name}: python -c pass"] = [str(bindir / "python"), "-c", "pass"]
+        for name, bindir in installs.items():
+            if not name.startswith("production of"):  # the same interpreter as production's
+                commands[f"{name}: python -c pass"] = [str(bindir / "python"), "-c", "pass"]
         print(f"lblog collect, {args.ves} VEs, {args.runs} runs after a warm-up "
               f"(targets: 50 ms, 25 MB); load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         for name, (ms, cpu, rss) in measure(commands, env, args.runs).items():
