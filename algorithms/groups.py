@@ -234,8 +234,7 @@ def balance_step(st: State) -> bool:
     if not len(st.groups) or not st.budget_left():
         return False
     use = np.flatnonzero(st.w > 0)
-    src_mask = st.src_ok.copy()
-    srcs = np.unique(np.concatenate([st.ranked(st.u[:, r], src_mask, K_SRC) for r in use]))
+    srcs = np.unique(np.concatenate([st.ranked(st.u[:, r], st.src_ok, K_SRC) for r in use]))
     ds = np.unique(np.concatenate([st.ranked(-st.u[:, r], st.open_targets(), K_DST)
                                    for r in use]))
     if not len(ds):
