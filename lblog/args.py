@@ -31,6 +31,11 @@ EXAMPLE = (
 )
 
 
+def _path(text: str) -> str:
+    """A path as given; empty means the current directory, as ``Path("")`` does."""
+    return text or "."
+
+
 def _positive_int(text: str) -> int:
     import argparse  # only when the value is bad: argparse reports it
 
@@ -70,22 +75,22 @@ class Option:
 
 
 COLLECT = (
-    Option("--proc-root", default="/", metavar="DIR",
+    Option("--proc-root", type=_path, default="/", metavar="DIR",
            help="root holding proc/ (default: /)"),
-    Option("--spool", metavar="DIR",
+    Option("--spool", type=_path, metavar="DIR",
            help=f"spool directory (default: $LBLOG_SPOOL or {DEFAULT_SPOOL})"),
     Option("--node", metavar="NAME", help="node name (default: short host name)"),
     Option("--source", choices=SOURCES, default="openvz",
            help="what accounts the VEs (default: openvz)"),
-    Option("--sys-root", default="/", metavar="DIR",
+    Option("--sys-root", type=_path, default="/", metavar="DIR",
            help="root holding sys/fs/cgroup (default: /)"),
     Option("--ve-glob", metavar="GLOB",
            help="cgroup glob of the VEs, e.g. 'machine.slice/*' or 'lxc.payload.*'"),
-    Option("--private-path", default="/vz", metavar="DIR",
+    Option("--private-path", type=_path, default="/vz", metavar="DIR",
            help="filesystem of the VE private areas, for disk totals (default: /vz)"),
     Option("--cpu-hz", type=_positive_int, metavar="N",
            help="unit of vestat CPU counters (default: the kernel's CONFIG_HZ)"),
-    Option("--backlog", default=DEFAULT_DIR, metavar="DIR",
+    Option("--backlog", type=_path, default=DEFAULT_DIR, metavar="DIR",
            help=f"local backlog while the spool is away (default: {DEFAULT_DIR})"),
     Option("--backlog-max", type=_positive_int, default=DEFAULT_MAX, metavar="N",
            help=f"samples kept in the backlog, oldest dropped (default: {DEFAULT_MAX})"),
@@ -98,7 +103,7 @@ COLLECT = (
     Option("--cluster", choices=CLUSTER_MODES, default="none",
            help="cluster manager to ask: pacemaker (crm_mon), heartbeat (cl_status and "
            "haresources), rgmanager (clustat -x) or none (default)"),
-    Option("--ha-map", metavar="FILE",
+    Option("--ha-map", type=_path, metavar="FILE",
            help="VE -> resources, one 've=drbd_resource[,cluster_resource]' per line "
            "(default: found from /proc/mounts and the cluster's resources)"),
     Option("--private-template", default=PRIVATE_TEMPLATE, metavar="PATH",

@@ -68,6 +68,7 @@ def test_parse_args_fills_defaults_and_exits_like_argparse(capsys):
     args = parse_args(["collect", "--backlog", "/b"])
     assert args.backlog == "/b" and args.proc_root == "/" and args.lock_wait == 20.0
     assert args.print_path is False and args.spool is None and args.command == "collect"
+    assert parse_args(["collect", "--spool", ""]).spool == "."  # as Path("") was
     with pytest.raises(SystemExit) as exc:
         parse_args(["collect", "--backlog-max", "0"])
     assert exc.value.code == 2
