@@ -52,7 +52,7 @@ from algorithms.base import Plan, Problem
 from algorithms.pairs import check_shapes
 from algorithms.rules import anti_crowded
 from algorithms.settle import settle
-from algorithms.shave import ROUNDS, deep, shave, small
+from algorithms.shave import ROUNDS, deep, no_worse, shave, small
 from algorithms.state import Pick, State
 
 # (sources, targets) per resource for each widening of the candidate net.
@@ -76,7 +76,7 @@ class Balance:
         notes = _run(st) if problem.n_ves and problem.n_nodes else []
         if st.moves and small(st) and deep(st):
             settled = settle(problem, st, _run, rounds=ROUNDS)
-            if settled is not None:
+            if settled is not None and no_worse(settled, st):
                 st = settled
                 notes.append(f"planned again on its own result (up to {ROUNDS} times) and went "
                              "there directly: each VE moves once, straight to where it settles")

@@ -56,6 +56,14 @@ def deep(st: State) -> bool:
     return st.n * st.p.n_ves <= DEEP
 
 
+def no_worse(new: State, old: State) -> bool:
+    """Is ``new`` (a settled plan, cut short by a budget perhaps) at least as good as ``old``:
+    its fullest node no fuller, its spread up by less than a switchover must gain?"""
+    use = old.w > 0
+    return bool(new.u[:, use].max() <= old.u[:, use].max() + 1e-12
+                and new.score() <= old.score() + old.need_switch)
+
+
 def shave(st: State) -> int:
     """Run the phase; returns how many moves it added."""
     if not small(st):
