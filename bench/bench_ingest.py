@@ -1,6 +1,10 @@
 """Time `ingest` of a generated spool: N nodes x V VEs x S samples (one file per node per
 sample), into SQLite (a temp file) and/or PostgreSQL (--url, in a scratch schema dropped
-afterwards). Prints files/s, VE rows/s and total seconds per backend.
+afterwards). Prints files/s, VE rows/s and total seconds per backend, the CPU seconds of
+the ingesting process and of its parsing processes, and the load average.
+
+The spool is copied for each backend as hard links (ingest moves files, it never writes
+them), so ``--spool DIR`` can keep a generated spool and reuse it on later runs.
 
     .venv/bin/python bench/bench_ingest.py                       # small: 20 x 25 x 12
     .venv/bin/python bench/bench_ingest.py --nodes 200 --ves 25 --samples 288 \\
@@ -13,6 +17,9 @@ Targets: 14.4 M VE samples (the full size) in <= 120 s into PostgreSQL, <= 240 s
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import shutil
 import tempfile
 import time
@@ -26,7 +33,7 @@ from sqlalchemy.engine import make_url
 from lblog import spool
 from lblog.sample import NodeTotals, Sample, VeRow
 from lbvm.store.engine import connect
-from lbvm.store.ingest import ingest
+from lbvm.store.ingest import BATCH_FILES, ingest
 
 START = 1_700_000_000.0
 STEP = 300.0
@@ -82,17 +89,45 @@ def drop_schema(url: str, schema: str) -> None:
     admin.dispose()
 
 
+def template(root: Path | None, work: Path, nodes: int, ves: int, samples: int) -> Path:
+    """The generated spool: in ``root`` if given (reused when it holds the same size)."""
+    where = root if root is not None else work / "template"
+    size = {"nodes": nodes, "ves": ves, "samples": samples}
+    stamp = where / "generated.json"
+    if stamp.exists() and json.loads(stamp.read_text()) == size:
+        print(f"reusing the spool in {where}")
+        return where
+    if where.exists():
+        shutil.rmtree(where)
+    began = time.perf_counter()
+    files = generate(where, nodes, ves, samples)
+    stamp.write_text(json.dumps(size))
+    print(f"generated {files:,d} files ({files * ves:,d} VE rows) "
+          f"in {time.perf_counter() - began:.1f} s")  # fmt: skip
+    return where
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its finished children."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
+
+
 def run(url: str, template: Path, work: Path, batch_files: int, jobs: int | None) -> None:
     spool_dir = work / "spool"
     if spool_dir.exists():
         shutil.rmtree(spool_dir)
-    shutil.copytree(template, spool_dir)
+    shutil.copytree(template / "incoming", spool_dir / "incoming", copy_function=os.link)
     scoped, schema = scratch_url(url)
     try:
         engine = connect(scoped)
+        load = os.getloadavg()[0]
+        cpu = _cpu()
         began = time.perf_counter()
         result = ingest(engine, spool_dir, batch_files=batch_files, jobs=jobs)
         took = time.perf_counter() - began
+        own, kids = (after - before for after, before in zip(_cpu(), cpu, strict=True))
         engine.dispose()
     finally:
         if schema:
@@ -103,6 +138,10 @@ def run(url: str, template: Path, work: Path, batch_files: int, jobs: int | None
         f"{took:8.1f} s  {result.files / took:>8,.0f} files/s  "
         f"{result.ve_rows / took:>9,.0f} rows/s"
     )
+    print(
+        f"{'':10s} CPU: ingest {own:.1f} s, parsing processes {kids:.1f} s; load average "
+        f"{load:.1f} before, {os.getloadavg()[0]:.1f} after"
+    )
     full = 14_400_000
     print(f"{'':10s} at this rate 14.4 M VE rows take {full / (result.ve_rows / took):,.0f} s")
 
@@ -112,20 +151,18 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20)
     ap.add_argument("--ves", type=int, default=25)
     ap.add_argument("--samples", type=int, default=12)
-    ap.add_argument("--batch-files", type=int, default=2000)
+    ap.add_argument("--batch-files", type=int, default=BATCH_FILES)
     ap.add_argument("--jobs", type=int, default=None, help="parsing processes (default: ingest's)")
     ap.add_argument("--url", action="append", help="database URL (repeat for several)")
     ap.add_argument("--no-sqlite", action="store_true", help="only the --url databases")
+    ap.add_argument("--spool", type=Path, help="keep the generated spool here and reuse it")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="lbvm-bench-") as tmp:
         work = Path(tmp)
-        began = time.perf_counter()
-        files = generate(work / "template", args.nodes, args.ves, args.samples)
-        print(f"generated {files:,d} files ({files * args.ves:,d} VE rows) "
-              f"in {time.perf_counter() - began:.1f} s")  # fmt: skip
+        spool_dir = template(args.spool, work, args.nodes, args.ves, args.samples)
         urls = [] if args.no_sqlite else [f"sqlite:///{work / 'bench.db'}"]
         for url in urls + (args.url or []):
-            run(url, work / "template", work, args.batch_files, args.jobs)
+            run(url, spool_dir, work, args.batch_files, args.jobs)
 
 
 if __name__ == "__main__":

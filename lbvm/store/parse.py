@@ -143,10 +143,14 @@ def float_column(values: tuple[Any, ...] | list[Any]) -> Column:
     if not kinds <= _NUMS:
         wrong = sorted(k.__name__ for k in kinds - _NUMS)
         raise TypeError(f"expected numbers, found {', '.join(wrong)}")
-    arr = np.array(values, dtype=object)
-    known = (arr != None).astype(bool)  # noqa: E711
-    arr[~known] = np.nan
-    out = arr.astype(np.float64)
+    if type(None) in kinds:
+        arr = np.array(values, dtype=object)
+        known = (arr != None).astype(bool)  # noqa: E711
+        arr[~known] = np.nan
+        out = arr.astype(np.float64)
+    else:
+        out = np.array(values, dtype=np.float64)
+        known = np.ones(len(out), dtype=bool)
     if not np.isfinite(out[known]).all():
         raise ValueError("a number is not finite")
     return Column(out, known)
@@ -155,14 +159,15 @@ def float_column(values: tuple[Any, ...] | list[Any]) -> Column:
 def _group(docs: list[dict[str, Any]]) -> tuple[list[str], Column, dict[str, Column]]:
     """VE columns of files sharing one column layout (raises on a bad value)."""
     columns = docs[0]["columns"]
-    rows = list(chain.from_iterable(d["rows"] for d in docs))
-    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
-    by_name = dict(zip(columns, values, strict=True))
-    n = len(rows)
-    ve = list(by_name["ve"])
+    width = len(columns)
+    # All values end to end; decode checked every row's width, so column j is a slice.
+    flat = list(chain.from_iterable(chain.from_iterable(d["rows"] for d in docs)))
+    n = len(flat) // width
+    by_name = {name: flat[j::width] for j, name in enumerate(columns)}
+    ve = by_name["ve"]
     if set(map(type, ve)) - {str} or (n and not all(ve)):
         raise ValueError("a row's 've' is empty or not a string")
-    missing: tuple[None, ...] = (None,) * n
+    missing: list[None] = [None] * n
     name = "uptime"
     try:
         uptime = float_column(by_name.get(name, missing))
