@@ -130,6 +130,12 @@ def decode(data: bytes, path: StrPath) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         line = getattr(exc, "lineno", None)
         raise ParseError(path, line, f"not a complete spool file ({exc})") from None
+    return check(doc, path)
+
+
+def check(doc: Any, path: StrPath) -> dict[str, Any]:
+    """``decode``'s checks of a document another JSON decoder made (the monitor's)."""
+    path = os.fspath(path)
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ParseError(path, 1, f"not an {FORMAT} document")
     if doc.get("version") != VERSION:
