@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import make_sample
 
 from lblog import spool
 from lblog.sample import VeRow
+from lbvm.store import parse
 from lbvm.store.names import Names
 from lbvm.store.parse import merge, parse_files
 
@@ -66,3 +68,18 @@ def test_names_keep_their_codes_and_bytes() -> None:
     start, size = names.start[1], names.size[1]
     assert bytes(names.blob[start : start + size]).decode() == "ä"
     assert np.array_equal(names.objects(), np.array(["b", "ä", "a"], dtype=object))
+
+
+def test_without_orjson_the_same_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = sample(1000, [VeRow("101", cpu_raw=1, uptime=5.0), VeRow("102", cpu_raw=2)])
+    chunk = [write(tmp_path, "a.json", good),
+             write(tmp_path, "nan.json", good.replace(b"5.0,", b"NaN,")),
+             write(tmp_path, "cut.json", good[:50])]  # fmt: skip
+    fast = parse_files(chunk)
+    monkeypatch.setattr(parse, "orjson", None)
+    slow = parse_files(chunk)
+    assert fast.ok.tolist() == slow.ok.tolist() == [0]
+    assert fast.bad == slow.bad
+    assert "column 'uptime'" in dict(slow.bad)[1] and "not a complete" in dict(slow.bad)[2]
+    assert fast.ve == slow.ve
+    np.testing.assert_array_equal(fast.uptime.values, slow.uptime.values)

