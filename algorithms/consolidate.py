@@ -14,7 +14,8 @@ time). Empty units that could be powered down are listed in the notes.
 
 With a time profile (``Problem.profile``, e.g. the last 24 hours) a target is also sized on
 the ``sizing.QUANTILE`` of the SUMMED profile of the VEs it would hold, within ``HEADROOM``
-of its limits (VEs whose peaks do not coincide share room), and before packing, nodes whose
+of its limits (VEs whose peaks do not coincide share room; a pair's failover limit at the
+stricter ``sizing.PAIR_QUANTILE``), and before packing, nodes whose
 summed profile is over their limit at that quantile are relieved (``_relieve``): their VEs
 that weigh most at the node's busiest steps go to units in use with room, or to the largest
 node of an unused unit. The demand statistic then only needs to say what a VE uses now
@@ -30,8 +31,9 @@ room for an evacuation that was stuck; evacuating and packing then run again (at
 moves once per plan), or a move budget cut the plan short, the plan is made again on its own
 result (without the budget) until nothing is left and each VE goes straight where it
 settles (``algorithms.settle``), as far as the budget goes, so a second run on the result
-has nothing (or only the rest) to do and never sends a VE back. The moves are then ordered in waves over different units
-(``algorithms.waves``), so an executor running several at once is not held up by chains.
+has nothing (or only the rest) to do and never sends a VE back. The moves are then ordered
+in waves over different units (``algorithms.waves``), so an executor running several at
+once is not held up by chains.
 
 Limits: greedy (best-fit decreasing is within 11/9 of the fewest bins for one resource, no
 such bound for several); it does not balance the units it keeps — run ``balance`` after.
@@ -67,7 +69,7 @@ ROUNDS = 3  # evacuate-and-pack rounds: a later one runs only when the last chan
 GIVE_UP = 8  # pairs in a row that could not be emptied before packing stops trying
 # a packing target takes at most this many moves per plan: the executor copies VEs into a
 # node one at a time, so a plan sending 200 small VEs to one node would run for an hour
-INFLOW = 16
+INFLOW = 12
 NAMED = 20  # empty units the notes name one by one
 
 
@@ -278,7 +280,8 @@ def _relieve(st: State, sizing: Sizing) -> list[str]:
     over = ((top - st.limit) * st.inv_cap).max(axis=1) > 1e-9
     unit_over = np.zeros(len(st.plim), dtype=bool)
     if len(st.members):
-        pair_top = sizing.top(np.stack([sizing.node[m].sum(axis=0) for m in st.members]))
+        pair_top = sizing.top(np.stack([sizing.node[m].sum(axis=0) for m in st.members]),
+                              pair=True)
         unit_over = ((pair_top - st.plim) * st.inv_plim).max(axis=1) > 1e-9
         over |= np.r_[unit_over, False][st.pair]
     done = left = 0
@@ -309,7 +312,7 @@ def _relieved(st: State, sizing: Sizing, n: int, whole_pair: bool) -> bool:
     if not whole_pair:
         return True
     p = st.pair[n]
-    top = sizing.top(sizing.node[st.members[p]].sum(axis=0)[None])[0]
+    top = sizing.top(sizing.node[st.members[p]].sum(axis=0)[None], pair=True)[0]
     return bool(((top - sizing.headroom * st.plim[p]) * st.inv_plim[p]).max() <= 1e-9)
 
 

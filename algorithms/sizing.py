@@ -21,6 +21,9 @@ from algorithms.common import node_sums
 from algorithms.state import State
 
 QUANTILE = 0.9  # the share of the profile's steps a target must fit in
+# a pair's failover limit is checked at this quantile of the pair's summed profile: the
+# survivor must carry the pair at (nearly) any time a node fails, not only 90 % of it
+PAIR_QUANTILE = 0.99
 
 
 class Sizing:
@@ -33,6 +36,7 @@ class Sizing:
         self.prof = np.asarray(problem.profile, dtype=np.float32)
         steps = self.prof.shape[1]
         self.kth = min(steps - 1, math.ceil(QUANTILE * (steps - 1)))  # an upper quantile
+        self.pair_kth = min(steps - 1, math.ceil(PAIR_QUANTILE * (steps - 1)))
         self.headroom = headroom
         self.node = np.zeros((problem.n_nodes, steps, self.prof.shape[2]), dtype=np.float32)
 
@@ -53,9 +57,11 @@ class Sizing:
         self.node[s] -= self.prof[v]
         self.node[d] += self.prof[v]
 
-    def top(self, summed: np.ndarray) -> np.ndarray:
-        """[D, R] the quantile over the steps of [D, T, R] summed profiles."""
-        return np.partition(summed, self.kth, axis=1)[:, self.kth, :]
+    def top(self, summed: np.ndarray, pair: bool = False) -> np.ndarray:
+        """[D, R] the quantile (``PAIR_QUANTILE`` for pairs) over the steps of [D, T, R]
+        summed profiles."""
+        k = self.pair_kth if pair else self.kth
+        return np.partition(summed, k, axis=1)[:, k, :]
 
     def heaviest(self, st: State, n: int) -> list[int]:
         """The free VEs on node ``n`` the plan has not moved, those that weigh most at the
@@ -80,7 +86,7 @@ class Sizing:
         if len(other):
             mates = st.partner[ds[other]]
             summed = self.node[ds[other]] + self.node[mates] + self.prof[v]
-            over = self.top(summed) - self.headroom * st.plim[pd[other]]
+            over = self.top(summed, pair=True) - self.headroom * st.plim[pd[other]]
             worst = (over * st.inv_cap[ds[other]]).max(axis=1)
             room[other] = np.minimum(room[other], -worst)
         return room
