@@ -21,8 +21,8 @@ What it needs: ``demand``, ``capacity``, ``placement``, ``pair``, ``movable``, `
 
 Limits: greedy, so a good plan, not the best one; on small clusters (up to 32 nodes) a last
 local search (``algorithms.shave``) lowers the fullest nodes with moves, swaps and splits
-of two nodes' VEs, and up to 2,000 VEs × nodes the plan is settled (planned again on its
-result) so a second run has nothing to do. A VE may move twice but never back to a
+of two nodes' VEs, and up to 16 nodes and 2,000 VEs × nodes the plan is settled (planned
+again on its result) so a second run has nothing to do. A VE may move twice but never back to a
 node it left: when returning would be the best move, its last move is taken out of the plan
 instead (if every later step still fits without it), so a second run on the result rarely
 finds anything left to do. Candidates are pruned: VEs on the most utilised nodes per

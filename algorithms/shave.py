@@ -18,7 +18,8 @@ valid: capacity after each move, failover, rules, budget; the moves of a swap or
 made in an order that keeps every step valid, or the change is skipped and undone; each VE
 still moves at most once (a VE the plan moved already has its move replaced).
 
-Limits: up to ``SMALL`` nodes; above ``DEEP`` VEs × nodes only the fullest node is relieved.
+Limits: up to ``SMALL`` nodes; above ``DEEP_NODES`` nodes or ``DEEP`` VEs × nodes only the
+fullest node is relieved.
 A local search, so a local optimum: on the bench's clusters of up to 8 nodes and 40 VEs it
 ends within a few per cent of the exact optimum (docs/performance.md).
 
@@ -39,6 +40,7 @@ TRIES = 16  # candidates checked in full per node before the next node is tried
 NEAR = 0.02  # candidates within this share of the best drop compete on cost
 KMAX = 12  # two nodes holding at most this many free VEs get every split of them scored
 DEEP = 2000  # VEs × nodes up to which every node is relieved in turn and the plan settled
+DEEP_NODES = 16  # ... on clusters of up to this many nodes
 ROUNDS = 3  # runs of the whole plan on its own result while it still changes (settling)
 SPLITS = 3  # best splits per pair of nodes kept as candidates
 SPREAD = 1.0  # a change may raise the spread by this many times what a switchover must gain
@@ -53,7 +55,7 @@ def small(st: State) -> bool:
 
 def deep(st: State) -> bool:
     """Does every node get relieved in turn (else only the fullest), and the plan settled?"""
-    return st.n * st.p.n_ves <= DEEP
+    return st.n <= DEEP_NODES and st.n * st.p.n_ves <= DEEP
 
 
 def no_worse(new: State, old: State) -> bool:
@@ -105,8 +107,9 @@ def _relieve(st: State, s: int, peak: np.ndarray, use: np.ndarray) -> int:
     mine = np.array(st.node_ves[s], dtype=np.int64)
     big = lower[~small]
     cands = _moves(st, s, mine, big, use, top) + _swaps(st, s, mine, big, use, top)
+    home_pair = st.pair[st.home(np.arange(st.p.n_ves))] if small.any() else st.pair
     for d in lower[small]:
-        cands += _splits(st, s, int(d), use, top)
+        cands += _splits(st, s, int(d), use, top, home_pair)
     return _take(st, cands, top)
 
 
@@ -172,9 +175,11 @@ def _room(st: State, dem: np.ndarray, s: int, ds: np.ndarray) -> np.ndarray:
     return (add <= room_n).all(axis=2) & (same | (add <= room_p).all(axis=2))
 
 
-def _splits(st: State, s: int, d: int, use: np.ndarray, top: float) -> list[Cand]:
+def _splits(st: State, s: int, d: int, use: np.ndarray, top: float, home_pair: np.ndarray
+            ) -> list[Cand]:
     """The best few ways to share the free VEs of nodes ``s`` and ``d`` between them (every
-    split is scored) that lower ``s``; each a list of moves."""
+    split is scored) that lower ``s``; each a list of moves. ``home_pair`` [V]: the pair
+    each VE started the plan in (what prices its move)."""
     vs = np.array(st.node_ves[s] + st.node_ves[d], dtype=np.int64)
     k = len(vs)
     on_s = st.placement[vs] == s
@@ -195,8 +200,9 @@ def _splits(st: State, s: int, d: int, use: np.ndarray, top: float) -> list[Cand
                        (load_d[:, use] * st.inv_cap[d, use]).max(axis=1))
     moved = bits != on_s
     to = np.where(on_s, d, s)
-    need = np.where(on_s, st.needs(vs, np.full(1, d))[:, 0], st.needs(vs, np.full(1, s))[:, 0])
-    cost = np.where(on_s, _cost(st, vs, np.full(1, d))[:, 0], _cost(st, vs, np.full(1, s))[:, 0])
+    same = (home_pair[vs] == st.pair[to]) & (home_pair[vs] >= 0)
+    need = np.where(same, st.need_switch, st.need_migrate)
+    cost = np.where(same, st.cost[vs, 0], st.cost[vs, 1])
     ok = fits & moved.any(axis=1) & (after <= top - top * (moved @ need))
     ok[ok] = _calm(st, s, np.full(int(ok.sum()), d), load_s[ok], load_d[ok])
     bytes_ = moved @ cost
