@@ -7,8 +7,6 @@ constant from one submodule does not import every parser.
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (mypy knows the name)
 if TYPE_CHECKING:
     from typing import Any
@@ -51,4 +49,6 @@ __all__ = sorted(_WHERE)
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib  # here: importing it (with warnings) costs every cron run
+
     return getattr(importlib.import_module(_WHERE[name]), name)
