@@ -12,9 +12,10 @@ into a new temporary venv, as an operator installs the agent (pip may fetch the 
 backend, setuptools, from the package index or its cache; without it that line is skipped
 with the reason); with --against REV (repeatable), the same production install of git
 revision REV, for before/after figures. `python -c pass` in each gives the machine's own
-start-up cost.
+start-up cost. --profile prints where one dev run spends its CPU (cProfile, by own time).
 
     .venv/bin/python bench/bench_lblog.py [--ves 500] [--runs 5] [--dev-only] [--against REV]
+                                          [--profile]
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ def main() -> int:
     parser.add_argument(
         "--against", metavar="REV", action="append", default=[], help="also time revision REV"
     )
+    parser.add_argument("--profile", action="store_true", help="profile one dev run")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-lblog-") as tmp:
         root, spool = Path(tmp) / "root", Path(tmp) / "spool"
@@ -193,6 +195,11 @@ def main() -> int:
               f"(targets: 50 ms, 25 MB); load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         for name, (ms, cpu, rss) in measure(commands, env, args.runs).items():
             print(f"{name}: median wall {ms:.1f} ms, CPU {cpu:.1f} ms, peak RSS {rss:.1f} MB")
+        if args.profile:
+            lblog = str(Path(sys.executable).parent / "lblog")
+            argv = [sys.executable, "-m", "cProfile", "-s", "tottime", lblog, *common]
+            out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+            print("\n".join(out.stdout.splitlines()[:24]))
         written = len(list((spool / "incoming" / "bench1").glob("*.json")))
         print(f"spool files written: {written}; load average now {os.getloadavg()[0]:.2f}")
     return 0
