@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from lblog import spool
 from lblog.sample import VeRow
+from lbvm.store import ingest as ingest_mod
 from lbvm.store.engine import connect
 from lbvm.store.ingest import ingest
 from lbvm.store.schema import ingest_runs
@@ -154,3 +155,34 @@ def test_written_key_must_be_a_number(store: Engine, spool_dir: Path) -> None:
     assert ingest(store, spool_dir).quarantined == 1
     reason = rows(store, "SELECT reason FROM spool_files")["reason"][0]
     assert "key 'written' is not a positive number" in reason
+
+
+def test_late_file_in_the_batch_after_its_successor(
+    store: Engine, spool_dir: Path, write_sample: Writer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batch 1 stores 101 at 1000 and 1600, slowly; batch 2, prepared while batch 1 is
+    # being written, brings 1300 late and 1600 again: it must wait to see batch 1.
+    insert = ingest_mod._insert_ves
+
+    def slow(*args: object) -> None:
+        time.sleep(0.5)
+        insert(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_mod, "_insert_ves", slow)
+    write_sample("n1", 1000, [VeRow("101", cpu_raw=0)])
+    write_sample("n1", 1600, [VeRow("101", cpu_raw=60_000)])
+    folder = spool.node_dir(spool_dir, "n1")
+    for name, t, ves in [
+        ("n1-29990101T000000.000000Z.json", 1300, [VeRow("101", cpu_raw=30_000),
+                                                   VeRow("102", cpu_raw=5)]),
+        ("n1-29990101T000001.000000Z.json", 1600, [VeRow("101", cpu_raw=1)]),
+    ]:  # fmt: skip
+        (folder / name).write_bytes(spool.encode(make_sample("n1", t, ves), time.time()))
+    got = ingest(store, spool_dir, batch_files=2)
+    assert (got.files, got.ve_rows, got.duplicates) == (4, 4, 2)
+    used = rows(store, "SELECT ts, cpu_raw, cpu_used FROM ve_samples WHERE ve = '101' "
+                       "ORDER BY ts")  # fmt: skip
+    assert used["cpu_raw"].tolist() == [0, 30_000, 60_000]
+    assert used["cpu_used"].tolist()[1:] == pytest.approx([1.0, 1.0])
+    ves = rows(store, "SELECT ve, last_seen FROM ves ORDER BY ve")
+    assert ves.values.tolist() == [["101", 1600.0], ["102", 1300.0]]

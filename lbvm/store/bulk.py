@@ -70,7 +70,7 @@ def insert_frame(conn: Connection, table: sa.Table, frame: pd.DataFrame) -> int:
         with raw.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
             copy.write(buf.getvalue())
         return len(frame)
-    insert_lists(conn, table, cols, _py_columns(frame), len(frame))
+    insert_rows(conn, table, cols, list(zip(*_py_columns(frame), strict=True)), len(frame))
     return len(frame)
 
 
@@ -82,15 +82,14 @@ def py_values(values: np.ndarray, known: np.ndarray) -> list[object]:
     return out
 
 
-def insert_lists(
-    conn: Connection, table: sa.Table, names: Sequence[str], columns: Sequence[list[object]],
+def insert_rows(
+    conn: Connection, table: sa.Table, names: Sequence[str], rows: list[tuple[object, ...]],
     step: int,
 ) -> None:
-    """Insert rows given as one list per column (None: NULL), ``step`` rows per
+    """Insert ``rows`` (tuples in the order of ``names``; None: NULL), ``step`` rows per
     executemany: SQLite through its driver cursor, anything else through SQLAlchemy."""
-    rows = len(columns[0]) if columns else 0
-    for at in range(0, rows, step):
-        part = list(zip(*(c[at : at + step] for c in columns), strict=True))
+    for at in range(0, len(rows), step):
+        part = rows[at : at + step]
         if conn.dialect.name == "sqlite":
             marks = ", ".join("?" for _ in names)
             quoted = ", ".join(f'"{c}"' for c in names)
@@ -137,10 +136,40 @@ class Text:
         return Text(blob, np.cumsum(size) - size, size)
 
 
+@dataclass(frozen=True)
+class Records:
+    """Rows in PostgreSQL's binary COPY format (see binary_records), ready to send."""
+
+    names: tuple[str, ...]
+    parts: tuple[bytes, ...]
+    rows: int
+
+
 def binary_copy(
     conn: Connection, table: sa.Table, columns: Sequence[tuple[str, str, object, np.ndarray]]
 ) -> int:
     """COPY rows into ``table`` in PostgreSQL's binary format: no text to format or parse.
+    See binary_records for ``columns``."""
+    return copy_records(conn, table, binary_records(columns))
+
+
+def copy_records(conn: Connection, table: sa.Table, records: Records) -> int:
+    """COPY ``records`` into ``table`` (psycopg)."""
+    if not records.rows:
+        return 0
+    quoted = ", ".join(f'"{name}"' for name in records.names)
+    raw_conn = conn.connection.driver_connection
+    sql = f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT binary)'
+    with raw_conn.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+        copy.write(_HEADER)
+        for part in records.parts:
+            copy.write(part)
+        copy.write(_TRAILER)
+    return records.rows
+
+
+def binary_records(columns: Sequence[tuple[str, str, object, np.ndarray]]) -> Records:
+    """Rows in PostgreSQL's binary COPY format, laid out with numpy.
 
     ``columns``: (name, type, values, known) with type text (values: a Text or a list of
     str), int4, int8 or float8 (values: a numpy array); ``known`` False writes NULL.
@@ -149,8 +178,9 @@ def binary_copy(
     in the given order.
     """
     n = len(columns[0][3])
+    names = tuple(c[0] for c in columns)
     if n == 0:
-        return 0
+        return Records(names, (), 0)
     cols: list[tuple[str, Any, np.ndarray]] = []
     for name, kind, values, known in columns:
         if kind == "text":
@@ -169,15 +199,10 @@ def binary_copy(
     kinds, group = np.unique(layout, return_inverse=True)
     order = np.argsort(group, kind="stable")
     bounds = np.searchsorted(group[order], np.arange(len(kinds) + 1))
-    quoted = ", ".join(f'"{c[0]}"' for c in columns)
-    raw_conn = conn.connection.driver_connection
-    sql = f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT binary)'
-    with raw_conn.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
-        copy.write(_HEADER)
-        for g in range(len(kinds)):
-            copy.write(_records(cols, order[bounds[g] : bounds[g + 1]]).tobytes())
-        copy.write(_TRAILER)
-    return n
+    parts = tuple(
+        _records(cols, order[bounds[g] : bounds[g + 1]]).tobytes() for g in range(len(kinds))
+    )
+    return Records(names, parts, n)
 
 
 def _records(cols: list[tuple[str, Any, np.ndarray]], rows: np.ndarray) -> np.ndarray:

@@ -3,9 +3,12 @@
 Worker processes (``jobs``) read and check files and turn chunks of PARSE_FILES files
 into numpy columns (lbvm.store.parse); the parent concatenates a batch's chunks, derives
 CPU rates on integer VE codes (lbvm.store.vecache; late files: lbvm.store.series) and
-writes. Per batch, in one transaction: the ledger (spool_files) is read, files it already
-has are set aside, and the samples, ledger rows, quarantine events and HA reports are
-written; VEs and nodes that are new or changed node are upserted. Only after the commit
+writes. Per batch, the ledger (spool_files) is read and files it already has are set
+aside; then, in one transaction, the samples, ledger rows, quarantine events and HA
+reports are written and VEs and nodes that are new or changed node are upserted. A writer
+thread runs that transaction while the next batch is prepared (the drivers release the
+GIL while the database works); a batch that needs the store's history (late files,
+series not met yet in this run) waits for those writes first. Only after the commit
 are files moved to ``done/<node>/`` (or ``quarantine/<node>/``): a crash in between leaves
 them in incoming/, and the next run finds them in the ledger and only moves them.
 
@@ -160,20 +163,36 @@ def ingest(
     step = min(batch_files, PARSE_FILES)
     parts = [[c[i : i + step] for i in range(0, len(c), step)] for c in chunks]
     workers = _workers(jobs, len(found.files))
-    with _parser(workers, len(parts[0]) if parts else 1) as parse, _mover() as move:
-        pending: list[Future[None]] = []
+    with (
+        _parser(workers, len(parts[0]) if parts else 1) as parse,
+        _mover() as move,
+        ThreadPoolExecutor(1, thread_name_prefix="lbvm-write") as writer,
+    ):
+        moves: list[Future[None]] = []
+        writing: Future[_Staged] | None = None
+
+        def written() -> None:
+            """Wait for the batch being written; move its files, count it."""
+            nonlocal writing, moves, result
+            if writing is None:
+                return
+            staged, writing = writing.result(), None
+            batch = staged.batch
+            moves = [f for f in moves if not _settled(f)]
+            moves.append(move(_move, batch.done(), spool / "done", run.made))
+            moves.append(move(_move, batch.quarantine(), spool / "quarantine", run.made))
+            result = result + staged.counts
+            if progress is not None:
+                progress(len(batch.chunk))
+
         parsed_parts = parse([part for p in parts for part in p])
         for chunk, subs in zip(chunks, parts, strict=True):
             got = [next(parsed_parts) for _ in subs]
-            parsed = merge(got, [len(c) for c in subs])
-            done, quarantine, got_counts = _ingest_batch(run, chunk, parsed)
-            result = result + got_counts
-            pending = [f for f in pending if not _settled(f)]
-            pending.append(move(_move, done, spool / "done", run.made))
-            pending.append(move(_move, quarantine, spool / "quarantine", run.made))
-            if progress is not None:
-                progress(len(chunk))
-        for f in pending:
+            staged = _stage(run, chunk, merge(got, [len(c) for c in subs]), written)
+            written()
+            writing = writer.submit(_write, run, staged)
+        written()
+        for f in moves:
             f.result()
     _close_run(run, run_id, result, skew_threshold)
     log.info(
@@ -284,42 +303,56 @@ def _close_run(run: _Run, run_id: int, result: IngestResult, threshold: float) -
         log.warning("node %s: clock %+.0f s off the spool's", node, seconds)
 
 
-def _ingest_batch(
-    run: _Run, chunk: Sequence[SpoolFile], parsed: Parsed
-) -> tuple[list[SpoolFile], list[SpoolFile], IngestResult]:
-    """Write one batch; return the files to move to done/ and quarantine/, and counts."""
+@dataclass
+class _Staged:
+    """A batch made ready to write: everything the writer thread needs."""
+
+    batch: _Batch
+    ves: Ready
+    nodes: Stored
+    upserts: list[pd.DataFrame]  # rows for ves (new, moved, late) and nodes (new, late)
+    ve_payload: Any  # binary COPY records (psycopg) or rows for executemany
+    stamp: float
+    counts: IngestResult
+
+
+def _batch_error(chunk: Sequence[SpoolFile], error: BaseException) -> StoreError:
+    return StoreError(
+        f"ingest of a batch of {len(chunk)} files (first {chunk[0].path}) failed, "
+        f"nothing of that batch was written: {_one_line(error)}"
+    )
+
+
+def _stage(
+    run: _Run, chunk: Sequence[SpoolFile], parsed: Parsed, written: Callable[[], None]
+) -> _Staged:
+    """Read the ledger, drop duplicates, derive rates, lay out the rows (no writes);
+    ``written`` waits for the batch being written, called before reading history."""
     stamp = run.stamp()
     dbapi_error: Any = getattr(run.engine.dialect.dbapi, "Error", exc.SQLAlchemyError)
     try:
-        with run.engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                ledger = _ledger(conn, chunk)
-                batch = _Batch(chunk, parsed, ledger)
-                ves = run.ves.prepare(conn, batch.ve_rows(run.ve_names, run.node_names))
-                nodes = prepare(conn, NODE_KIND, batch.node_frame(), run.nodes)
-                _insert_ves(conn, ves.rows, run)
-                bulk.insert_frame(conn, node_samples, nodes.rows[list(NODE_INSERT)])
-                _upsert_ves(conn, _moved_or_new(ves, run))
-                if ves.late is not None:
-                    _upsert_ves(conn, _late_newest(ves.late))
-                _new_nodes(conn, nodes, run)
-                _write_nodes(conn, _newest(nodes, "node")[["ts"]])
-                bulk.insert_frame(conn, spool_files, batch.ledger_rows(stamp))
-                record_events(conn, batch.events(stamp))
-                ingest_ha(conn, batch.ha_docs())
+        with run.engine.connect() as conn, conn.begin():
+            ledger = _ledger(conn, chunk)
+        batch = _Batch(chunk, parsed, ledger)
+        rows = batch.ve_rows(run.ve_names, run.node_names)
+        node_frame = batch.node_frame()
+        if run.ves.needs_store(rows) or _needs_store(run.nodes, node_frame):
+            written()  # the store must hold the batch before this one
+        with run.engine.connect() as conn, conn.begin():
+            ves = run.ves.prepare(conn, rows)
+            nodes = prepare(conn, NODE_KIND, node_frame, run.nodes)
+            payload = _ve_payload(conn, ves.rows, run)
     except (exc.SQLAlchemyError, dbapi_error) as error:
-        raise StoreError(
-            f"ingest of a batch of {len(chunk)} files (first {chunk[0].path}) failed, "
-            f"nothing of that batch was written: {_one_line(error)}"
-        ) from None
+        raise _batch_error(chunk, error) from None
+    upserts = [_moved_or_new(ves, run), _late_newest(ves.late), _new_nodes(nodes, run),
+               _newest(nodes, "node")[["ts"]]]  # fmt: skip
+    # The next batch is prepared against this one: the run's caches take it now (a
+    # batch that fails to write ends the run, caches and all).
     run.ves.commit(ves)
     run.nodes.update(nodes.newest, nodes.general)
     run.touched_nodes.update(nodes.newest.index)
     run.clock.add(batch.skews())
-    for why in batch.bad_reasons():
-        log.error("quarantined %s", why)
-    return batch.done(), batch.quarantine(), IngestResult(
+    counts = IngestResult(
         files=batch.loaded_count,
         ve_rows=len(ves.rows),
         node_rows=len(nodes.rows),
@@ -327,6 +360,41 @@ def _ingest_batch(
         already=len(batch.already),
         duplicates=ves.duplicates + nodes.duplicates,
     )
+    return _Staged(batch, ves, nodes, upserts, payload, stamp, counts)
+
+
+def _write(run: _Run, staged: _Staged) -> _Staged:
+    """Write one staged batch in one transaction (in the writer thread)."""
+    batch, nodes, stamp = staged.batch, staged.nodes, staged.stamp
+    dbapi_error: Any = getattr(run.engine.dialect.dbapi, "Error", exc.SQLAlchemyError)
+    try:
+        with run.engine.connect() as conn:
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+            with conn.begin():
+                _insert_ves(conn, staged.ve_payload)
+                bulk.insert_frame(conn, node_samples, nodes.rows[list(NODE_INSERT)])
+                moved, late, new_nodes, late_nodes = staged.upserts
+                _upsert_ves(conn, moved)
+                _upsert_ves(conn, late)
+                _write_nodes(conn, new_nodes)
+                _write_nodes(conn, late_nodes)
+                bulk.insert_frame(conn, spool_files, batch.ledger_rows(stamp))
+                record_events(conn, batch.events(stamp))
+                ingest_ha(conn, batch.ha_docs())
+    except (exc.SQLAlchemyError, dbapi_error) as error:
+        raise _batch_error(batch.chunk, error) from None
+    for why in batch.bad_reasons():
+        log.error("quarantined %s", why)
+    return staged
+
+
+def _needs_store(latest: Latest, frame: pd.DataFrame) -> bool:
+    """Whether preparing node rows ``frame`` asks the store (a node not met yet in this
+    run, or a row at or before the newest one cached)."""
+    if frame.empty:
+        return False
+    known = latest.frame["ts"].reindex(frame["node"]).to_numpy(dtype=np.float64)
+    return bool(np.isnan(known).any() or (frame["ts"].to_numpy() <= known).any())
 
 
 class _Batch:
@@ -440,11 +508,12 @@ def _ledger(conn: Connection, chunk: Sequence[SpoolFile]) -> dict[int, str]:
     return {where[(r[0], r[1])]: r[2] for r in found}
 
 
-def _insert_ves(conn: Connection, rows: Rows, run: _Run) -> None:
-    """Binary COPY on PostgreSQL (psycopg), else executemany in slices; rows come in
-    (VE, time) order, so the (ve, ts) index is written front to back, not at random."""
+def _ve_payload(conn: Connection, rows: Rows, run: _Run) -> Any:
+    """The VE rows as the writer sends them: binary COPY records on PostgreSQL
+    (psycopg), else rows for executemany. They come in (VE, time) order, so the (ve, ts)
+    index is written front to back, not at random."""
     if not len(rows):
-        return
+        return None
     names, nodes = run.ve_names, run.node_names
     everywhere = np.ones(len(rows), dtype=bool)
     used, uptime = rows.cpu_used, rows.uptime
@@ -460,11 +529,20 @@ def _insert_ves(conn: Connection, rows: Rows, run: _Run) -> None:
         *((k, "int8", v, m) for k, (v, m) in rows.ints.items()),
     ]  # fmt: skip
     if bulk.is_psycopg(conn):
-        bulk.binary_copy(conn, ve_samples, columns)
-        return
+        return bulk.binary_records(columns)
     values = [names.objects()[rows.ve].tolist(), nodes.objects()[rows.node].tolist()]
     values += [bulk.py_values(v, m) for _, _, v, m in columns[2:]]
-    bulk.insert_lists(conn, ve_samples, [c[0] for c in columns], values, INSERT_ROWS)
+    return [c[0] for c in columns], list(zip(*values, strict=True))
+
+
+def _insert_ves(conn: Connection, payload: Any) -> None:
+    if payload is None:
+        return
+    if isinstance(payload, bulk.Records):
+        bulk.copy_records(conn, ve_samples, payload)
+        return
+    names, rows = payload
+    bulk.insert_rows(conn, ve_samples, names, rows, INSERT_ROWS)
 
 
 def _ve_frame(ve: Any, node: Any, first: Any, last: Any) -> pd.DataFrame:
@@ -491,10 +569,10 @@ def _moved_or_new(ready: Ready, run: _Run) -> pd.DataFrame:
     )
 
 
-def _late_newest(late: Stored) -> pd.DataFrame:
+def _late_newest(late: Stored | None) -> pd.DataFrame:
     """Newest row of each VE that took the general path (they leave the run's cache, so
     their last_seen is written at once), with their oldest row of the batch."""
-    rows = late.rows
+    rows = late.rows if late is not None else pd.DataFrame()
     if rows.empty:
         return _ve_frame([], [], [], [])
     ordered = rows.sort_values("ts", kind="stable").groupby("ve", sort=False)
@@ -530,15 +608,13 @@ def _node_summary(nodes: Stored) -> pd.DataFrame:
     )
 
 
-def _new_nodes(conn: Connection, nodes: Stored, run: _Run) -> None:
-    """Insert nodes the store has never had a sample of (capacity from their report)."""
+def _new_nodes(nodes: Stored, run: _Run) -> pd.DataFrame:
+    """Nodes the store has never had a sample of (capacity from their report), to insert."""
     if nodes.rows.empty:
-        return
+        return pd.DataFrame()
     summary = _node_summary(nodes)
     before = run.nodes.frame.reindex(summary.index)
-    new = summary.loc[before["ts"].isna().to_numpy()]
-    if len(new):
-        _write_nodes(conn, new)
+    return summary.loc[before["ts"].isna().to_numpy()]
 
 
 def _met(latest: Latest, names: set[str]) -> pd.DataFrame:

@@ -111,6 +111,13 @@ class VeCache:
         self.loaded[unknown] = True
         self._set(unknown, found)
 
+    def needs_store(self, rows: Rows) -> bool:
+        """Whether preparing ``rows`` asks the store: a VE not met yet in this run, or a
+        row at or before the newest sample cached (a late file)."""
+        self._fit()
+        code = rows.ve
+        return bool((~self.loaded[code]).any() or (rows.ts <= self.ts[code]).any())
+
     def _set(self, codes: np.ndarray, frame: pd.DataFrame) -> None:
         """Cache ``frame`` (ts and the kind's cached columns, aligned with codes)."""
         self.ts[codes] = frame["ts"].to_numpy(dtype=np.float64, na_value=np.nan)
