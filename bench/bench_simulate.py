@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from lbvm.sim import scenario as sc
 from lbvm.sim.metrics import summarise
 from lbvm.sim.replay import replay
@@ -55,6 +57,15 @@ def main() -> None:
         print(f"  failover violations {m.failover_violations} pair-intervals "
               f"({m.failover_share:.1%}); std cpu {m.std_cpu:.3f} mem {m.std_mem:.3f}; "
               f"nodes on {m.active_nodes:.1f}")
+        on = result.active.sum(axis=1)
+        first = int(np.argmax(result.moves > 0)) if result.moves.any() else 0
+        print(f"  first plan (interval {first}) {int(result.moves[first])} moves; nodes on, "
+              f"first 6 intervals: {on[:6].tolist()}")
+        cpus = result.cluster.cpus
+        later = result.active[12:] if len(result.active) > 12 else result.active
+        sizes = ", ".join(f"{c:g} cores: {later[:, cpus == c].sum(axis=1).mean():.1f}"
+                          for c in np.unique(cpus))
+        print(f"  nodes on from the second hour, by size: {sizes}")
 
 
 if __name__ == "__main__":
