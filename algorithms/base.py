@@ -27,6 +27,11 @@ class Settings:
     min_gain: a move is worth making when its score drop times the number of nodes is at
       least this (a move's gain shrinks like 1/N, so the rule means the same at any size);
       algorithms may ask more of a costlier migration to another pair.
+    quantile / pair_quantile: with a time profile, ``consolidate`` sizes a target on this
+      quantile of its VEs' summed profile over the steps, and a pair's failover limit on
+      ``pair_quantile`` (the survivor must carry the pair at nearly any time).
+    headroom: ``consolidate`` fills a target up to this share of its node and pair limits.
+    inflow: moves ``consolidate`` sends into one node per plan (they run one at a time).
     """
 
     max_utilisation: np.ndarray
@@ -36,6 +41,10 @@ class Settings:
     max_bytes: int | None = None
     max_moves_per_node: int | None = None
     min_gain: float = 0.02
+    quantile: float = 0.9
+    pair_quantile: float = 0.99
+    headroom: float = 0.9
+    inflow: int = 12
 
 
 @dataclass(frozen=True)

@@ -7,15 +7,15 @@ of a kept pair can still carry it) — with few moves: units are emptied whole, 
 first (on the scale of the largest unit, so a smaller, older node goes before a larger one
 as full as it), and VEs on kept units stay where they are. Each unit's VEs go best-fit
 decreasing (largest first, each to the kept node it fills most tightly); if any of them fits
-nowhere, that unit's moves are taken back and it stays powered. A target keeps ``HEADROOM``
-of its node limit and of its pair's limit free, so the next plan does not start with
-repairs, and takes at most ``INFLOW`` moves per plan (moves into one node run one at a
-time). Empty units that could be powered down are listed in the notes.
+nowhere, that unit's moves are taken back and it stays powered. A target fills at most
+``Settings.headroom`` (0.9) of its node limit and of its pair's limit, so the next plan does
+not start with repairs, and takes at most ``Settings.inflow`` (12) moves per plan (moves
+into one node run one at a time). Empty units that could be powered down are listed in the notes.
 
 With a time profile (``Problem.profile``, e.g. the last 24 hours) a target is also sized on
-the ``sizing.QUANTILE`` of the SUMMED profile of the VEs it would hold, within ``HEADROOM``
-of its limits (VEs whose peaks do not coincide share room; a pair's failover limit at the
-stricter ``sizing.PAIR_QUANTILE``), and before packing, nodes whose
+the ``Settings.quantile`` of the SUMMED profile of the VEs it would hold, within the
+headroom of its limits (VEs whose peaks do not coincide share room; a pair's failover limit
+at the stricter ``Settings.pair_quantile``), and before packing, nodes whose
 summed profile is over their limit at that quantile are relieved (``_relieve``): their VEs
 that weigh most at the node's busiest steps go to units in use with room, or to the largest
 node of an unused unit. The demand statistic then only needs to say what a VE uses now
@@ -64,12 +64,8 @@ from algorithms.sizing import Sizing
 from algorithms.state import Pick, State, inverse
 from algorithms.waves import in_waves
 
-HEADROOM = 0.9  # a packing target stays under this share of its node limit and pair limit
 ROUNDS = 3  # evacuate-and-pack rounds: a later one runs only when the last changed something
 GIVE_UP = 8  # pairs in a row that could not be emptied before packing stops trying
-# a packing target takes at most this many moves per plan: the executor copies VEs into a
-# node one at a time, so a plan sending 200 small VEs to one node would run for an hour
-INFLOW = 12
 NAMED = 20  # empty units the notes name one by one
 
 
@@ -87,7 +83,7 @@ class Consolidate:
         st = State(problem)
         notes: list[str] = []
         if problem.n_ves and problem.n_nodes:
-            sizing = Sizing.of(problem, HEADROOM)
+            sizing = Sizing.of(problem, problem.settings.headroom)
 
             def run(state: State) -> tuple[list[str], bool]:
                 return _rounds(state, sizing)
@@ -274,7 +270,7 @@ def _relieve(st: State, sizing: Sizing) -> list[str]:
     """Nodes whose VEs' summed profile is over the node's limit at the sizing quantile (or
     whose pair's is over the pair's limit): move their VEs that weigh most at the node's
     busiest steps onto units in use with room, or switch on the largest unused unit, until
-    they are back under ``HEADROOM`` of the limit."""
+    they are back under the headroom of the limit."""
     sizing.refresh(st)
     top = sizing.top(sizing.node)
     over = ((top - st.limit) * st.inv_cap).max(axis=1) > 1e-9
@@ -305,7 +301,8 @@ def _relieve(st: State, sizing: Sizing) -> list[str]:
 
 
 def _relieved(st: State, sizing: Sizing, n: int, whole_pair: bool) -> bool:
-    """Is node ``n`` (and its pair when ``whole_pair``) back under HEADROOM of its limit?"""
+    """Is node ``n`` (and its pair when ``whole_pair``) back under the headroom of its
+    limit?"""
     top = sizing.top(sizing.node[n][None])[0]
     if ((top - sizing.headroom * st.limit[n]) * st.inv_cap[n]).max() > 1e-9:
         return False
@@ -318,7 +315,7 @@ def _relieved(st: State, sizing: Sizing, n: int, whole_pair: bool) -> bool:
 
 def _place(st: State, sizing: Sizing, v: int, leave: np.ndarray) -> int | None:
     """Where ``v`` goes to relieve nodes ``leave``: the node in use it fills most tightly
-    (within HEADROOM on its summed profile), else the largest node of an unused unit where it
+    (within the headroom on its summed profile), else the largest node of an unused unit where it
     fits; None when there is none."""
     in_use = _in_use(st)
     base = st.open_targets()
@@ -406,15 +403,17 @@ def _empty(st: State, sizing: Sizing | None, groups: list[np.ndarray], dropped: 
 
 
 def _headroom(st: State, v: int, ds: np.ndarray) -> np.ndarray:
-    """[D] bool: targets that stay under HEADROOM of their node limit, and of their pair's
-    limit when the VE comes from another pair, once ``v`` is on them, and have taken fewer
-    than INFLOW moves in this plan."""
+    """[D] bool: targets that stay under the headroom of their node limit, and of their
+    pair's limit when the VE comes from another pair, once ``v`` is on them, and have taken
+    fewer than ``inflow`` moves in this plan (the executor copies VEs into a node one at a
+    time: a plan sending 200 small VEs to one node would run for an hour)."""
     dem = st.dem[v]
-    ok = (st.load[ds] + dem <= HEADROOM * st.limit[ds] + 1e-9).all(axis=1)
-    ok &= st.node_moves[ds] < INFLOW
+    headroom = st.p.settings.headroom
+    ok = (st.load[ds] + dem <= headroom * st.limit[ds] + 1e-9).all(axis=1)
+    ok &= st.node_moves[ds] < st.p.settings.inflow
     pd = st.pair[ds]
     other = (pd >= 0) & (pd != st.pair[st.placement[v]])
     if other.any():
         q = pd[other]
-        ok[other] &= (st.pload[q] + dem <= HEADROOM * st.plim[q] + 1e-9).all(axis=1)
+        ok[other] &= (st.pload[q] + dem <= headroom * st.plim[q] + 1e-9).all(axis=1)
     return ok

@@ -5,7 +5,8 @@ at the same time. On the PlanetLab day, groups of 20 VEs reach a p95 of their su
 0.70 times the sum of their per-VE p95 (bench/bench_simulate.py's trace; see
 docs/simulator.md). ``Sizing`` keeps the summed profile [N, T, R] of every node and answers
 how much room a node (and its pair, for a VE coming from another pair) has left at the
-profile's ``QUANTILE`` once a VE joins it.
+profile's ``Settings.quantile`` (0.9 by default; a pair at ``Settings.pair_quantile``, 0.99:
+the survivor must carry the pair at nearly any time a node fails) once a VE joins it.
 
 Cost: O(V·T·R) to sum the profiles, O(D·T·R) per VE and D candidate targets.
 """
@@ -20,11 +21,6 @@ from algorithms.base import Problem
 from algorithms.common import node_sums
 from algorithms.state import State
 
-QUANTILE = 0.9  # the share of the profile's steps a target must fit in
-# a pair's failover limit is checked at this quantile of the pair's summed profile: the
-# survivor must carry the pair at (nearly) any time a node fails, not only 90 % of it
-PAIR_QUANTILE = 0.99
-
 
 class Sizing:
     """Summed profiles of the nodes as a plan moves VEs; ``headroom`` is the share of a
@@ -35,8 +31,9 @@ class Sizing:
             raise ValueError("sizing on profiles needs Problem.profile")
         self.prof = np.asarray(problem.profile, dtype=np.float32)
         steps = self.prof.shape[1]
-        self.kth = min(steps - 1, math.ceil(QUANTILE * (steps - 1)))  # an upper quantile
-        self.pair_kth = min(steps - 1, math.ceil(PAIR_QUANTILE * (steps - 1)))
+        settings = problem.settings
+        self.kth = min(steps - 1, math.ceil(settings.quantile * (steps - 1)))  # an upper one
+        self.pair_kth = min(steps - 1, math.ceil(settings.pair_quantile * (steps - 1)))
         self.headroom = headroom
         self.node = np.zeros((problem.n_nodes, steps, self.prof.shape[2]), dtype=np.float32)
 
@@ -58,7 +55,7 @@ class Sizing:
         self.node[d] += self.prof[v]
 
     def top(self, summed: np.ndarray, pair: bool = False) -> np.ndarray:
-        """[D, R] the quantile (``PAIR_QUANTILE`` for pairs) over the steps of [D, T, R]
+        """[D, R] the quantile (``pair_quantile`` for pairs) over the steps of [D, T, R]
         summed profiles."""
         k = self.pair_kth if pair else self.kth
         return np.partition(summed, k, axis=1)[:, k, :]

@@ -6,21 +6,30 @@ See share/lbvm.toml.example for every key with its default.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from algorithms.base import Settings
 from lbvm.errors import ConfigError
 
 RESOURCES = ("cpu", "mem")
+# The planning Problem's time profile: one step per hour (the grain of the hourly rollups),
+# each the hour's p95 of every resource. "auto" builds one for PROFILE_ALGORITHMS only.
+PROFILE_STEP = 3600.0
+PROFILES = ("auto", "hourly", "none")
+PROFILE_ALGORITHMS = ("peak", "consolidate")
+MAX_PROFILE_WINDOW = 7 * 86400.0
 AUTOMATION = ("report", "recommend", "automatic")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 _DURATION_KEYS = frozenset(
-    {"window", "timeout", "stale_after", "check_every", "lease_ttl", "misfire_grace",
-     "hook_timeout", "locate_timeout", "pause", "cooldown", "failed_cooldown", "db_retry_max",
-     "step_timeout", "command_timeout", "wait_timeout", "poll_every", "clock_skew_max"}
+    {"window", "profile_window", "timeout", "stale_after", "check_every", "lease_ttl",
+     "misfire_grace", "hook_timeout", "locate_timeout", "pause", "cooldown", "failed_cooldown",
+     "db_retry_max", "step_timeout", "command_timeout", "wait_timeout", "poll_every",
+     "clock_skew_max"}
 )
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -95,6 +104,64 @@ class BalanceConfig:
     max_moves_per_node: int | None = None
     min_gain: float = 0.02  # a move must lower the score by min_gain / N (N nodes)
     stale_after: float = 900.0
+    profile: str = "auto"  # auto | hourly | none: the Problem's time profile (PROFILES)
+    profile_window: float = 24 * 3600.0  # the profile's last hours, one step each
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ConfigError(f"[balance].profile: {self.profile!r} is not one of "
+                              f"{', '.join(PROFILES)}")
+        if not PROFILE_STEP <= self.profile_window <= MAX_PROFILE_WINDOW:
+            raise ConfigError(f"[balance].profile_window: {self.profile_window:.0f}s is not "
+                              "between 1h and 7d")
+
+    @property
+    def profile_steps(self) -> int:
+        """Hours in the profile: the hour ``now`` is in and those before it."""
+        return math.ceil(self.profile_window / PROFILE_STEP - 1e-9)
+
+    def wants_profile(self, algorithm: str | None = None) -> bool:
+        """Does a plan with ``algorithm`` (default: this section's) get a time profile?"""
+        if self.profile == "auto":
+            return (algorithm or self.algorithm) in PROFILE_ALGORITHMS
+        return self.profile == "hourly"
+
+
+@dataclass(frozen=True)
+class ConsolidateConfig:
+    """``consolidate``'s sizing: a target is sized on the ``quantile`` of its VEs' summed
+    time profile (a pair's failover on ``pair_quantile``), keeps ``headroom`` of its limits
+    and takes at most ``inflow`` moves per plan. Defaults: algorithms.base.Settings."""
+
+    quantile: float = Settings.quantile
+    pair_quantile: float = Settings.pair_quantile
+    headroom: float = Settings.headroom
+    inflow: int = Settings.inflow
+
+
+def consolidate_from(data: Any, where: str) -> ConsolidateConfig:
+    """ConsolidateConfig from a table (the config's [consolidate], a scenario's settings);
+    errors name ``where`` and the key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a table")
+    known = {f.name for f in fields(ConsolidateConfig)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key in ("quantile", "pair_quantile", "headroom"):
+        value = data.get(key, 0.5)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+            raise ConfigError(f"{where}.{key}: {value!r} is not a number in (0, 1]")
+    inflow = data.get("inflow", 1)
+    if isinstance(inflow, bool) or not isinstance(inflow, int) or inflow < 1:
+        raise ConfigError(f"{where}.inflow: {inflow!r} is not a whole number >= 1")
+    base = ConsolidateConfig()
+    return ConsolidateConfig(
+        quantile=float(data.get("quantile", base.quantile)),
+        pair_quantile=float(data.get("pair_quantile", base.pair_quantile)),
+        headroom=float(data.get("headroom", base.headroom)),
+        inflow=int(inflow) if "inflow" in data else base.inflow,
+    )
 
 
 @dataclass(frozen=True)
@@ -214,6 +281,7 @@ class Config:
     pairs: tuple[PairConfig, ...] = ()
     nodes: tuple[NodeConfig, ...] = ()
     balance: BalanceConfig = field(default_factory=BalanceConfig)
+    consolidate: ConsolidateConfig = field(default_factory=ConsolidateConfig)
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
@@ -251,7 +319,10 @@ def section(raw: dict[str, Any], name: str, cls: type, where: str) -> Any:
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}: [{name}].{key} must be a list of strings")
             value = tuple(value)
-        out = replace(out, **{key: value})
+        try:
+            out = replace(out, **{key: value})
+        except ConfigError as exc:  # a section's own check: say which file
+            raise ConfigError(f"{where}: {exc}") from None
     return out
 
 
@@ -375,8 +446,8 @@ def load(path: str | Path | None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     where = str(path)
-    top = {"database", "spool", "pairs", "nodes", "balance", "executor", "monitor", "store", "ha",
-           "switchover", "rolling", "rules", "groups"}
+    top = {"database", "spool", "pairs", "nodes", "balance", "consolidate", "executor", "monitor",
+           "store", "ha", "switchover", "rolling", "rules", "groups"}
     unknown = set(raw) - top
     if unknown:
         raise ConfigError(f"{where}: unknown key(s): {', '.join(sorted(unknown))}")
@@ -395,6 +466,7 @@ def load(path: str | Path | None) -> Config:
         pairs=pairs,
         nodes=_nodes(raw, where),
         balance=section(raw, "balance", BalanceConfig, where),
+        consolidate=consolidate_from(raw.get("consolidate", {}), f"{where}: [consolidate]"),
         executor=section(raw, "executor", ExecutorConfig, where),
         monitor=section(raw, "monitor", MonitorConfig, where),
         store=section(raw, "store", StoreConfig, where),

@@ -95,7 +95,7 @@ def prepare(
     run_id = journal.start_run(engine, kind, label)
     try:
         algo = registry.load(chosen) if isinstance(chosen, str) else chosen
-        problem = cooled(engine, build_problem(engine, config, now=now), now)
+        problem = cooled(engine, build_problem(engine, config, now=now, algorithm=label), now)
         plan = algo.plan(problem)
         reasons = tuple(validate(problem, plan))
     except (LbvmError, AlgorithmError) as exc:

@@ -9,11 +9,16 @@ Choices worth knowing:
   not measured.
 - StaleData when the newest sample is older than ``balance.stale_after``, or a node of a
   pair (not in maintenance) has no samples or stopped reporting for that long.
+- ``profile[V, T, R]`` (``balance.profile``; by default only for the algorithms that read
+  one): each VE's p95 of every resource in each of the last ``balance.profile_window``
+  hours, in the demand's units, an hour it has no figure for filled with its demand
+  (lbvm.store.profile).
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -22,17 +27,20 @@ from sqlalchemy.engine import Engine
 
 from algorithms.base import Problem, Settings
 from lbvm import hastate, rules
-from lbvm.config import RESOURCES, BalanceConfig, Config
+from lbvm.config import RESOURCES, BalanceConfig, Config, ConsolidateConfig
 from lbvm.errors import ConfigError, StaleData
-from lbvm.store import queries
+from lbvm.store import profile, queries
 from lbvm.store.schema import ve_samples, ves
 
 VE_FRAME = ("ve", "node", "balanced", "pinned", "cpu", "mem", "mem_bytes", "disk_bytes")
 NODE_FRAME = ("node", "pair", "cpus", "mem_bytes", "maintenance")
 
 
-def settings_from(balance: BalanceConfig, resources: tuple[str, ...] = RESOURCES) -> Settings:
-    """The config's balance section as arrays ordered like ``resources``."""
+def settings_from(balance: BalanceConfig, resources: tuple[str, ...] = RESOURCES,
+                  consolidate: ConsolidateConfig | None = None) -> Settings:
+    """The config's balance section as arrays ordered like ``resources``, and its
+    consolidate section (default: the defaults)."""
+    cons = ConsolidateConfig() if consolidate is None else consolidate
 
     def vector(values: dict[str, float], key: str) -> np.ndarray:
         missing = [r for r in resources if r not in values]
@@ -48,6 +56,10 @@ def settings_from(balance: BalanceConfig, resources: tuple[str, ...] = RESOURCES
         max_bytes=balance.max_bytes,
         max_moves_per_node=balance.max_moves_per_node,
         min_gain=balance.min_gain,
+        quantile=cons.quantile,
+        pair_quantile=cons.pair_quantile,
+        headroom=cons.headroom,
+        inflow=cons.inflow,
     )
 
 
@@ -58,7 +70,8 @@ def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
 
 
 def problem_from_frame(
-    ve_frame: pd.DataFrame, node_frame: pd.DataFrame, balance: BalanceConfig
+    ve_frame: pd.DataFrame, node_frame: pd.DataFrame, balance: BalanceConfig,
+    consolidate: ConsolidateConfig | None = None,
 ) -> Problem:
     """A Problem from plain DataFrames (no database), for build_problem and for tests.
 
@@ -110,7 +123,7 @@ def problem_from_frame(
         movable=balanced & ~pinned & measured,
         allowed=allowed,
         move_cost=move_cost.reshape(n_ves, 2),
-        settings=settings_from(balance),
+        settings=settings_from(balance, consolidate=consolidate),
         maintenance=maintenance,
     )
 
@@ -166,8 +179,11 @@ def _ve_frame(engine: Engine, config: Config, start: float, now: float) -> pd.Da
     return frame.join(demand, on="ve")
 
 
-def build_problem(engine: Engine, config: Config, *, now: float | None = None) -> Problem:
-    """The Problem for the window [now - balance.window, now]; see the module docstring."""
+def build_problem(engine: Engine, config: Config, *, now: float | None = None,
+                  algorithm: str | None = None) -> Problem:
+    """The Problem for the window [now - balance.window, now]; see the module docstring.
+    ``algorithm`` (default: the configured one) decides whether a profile is built when
+    ``balance.profile`` is "auto"."""
     now = time.time() if now is None else float(now)
     start = now - config.balance.window
     nodes = queries.node_capacity(engine, config)
@@ -179,7 +195,12 @@ def build_problem(engine: Engine, config: Config, *, now: float | None = None) -
         raise ConfigError("the config has no [[pairs]]: nothing to balance")
     _check_fresh(engine, nodes, config, now)
     paired = nodes[nodes["pair"].notna()].reset_index(drop=True)
-    problem = problem_from_frame(_ve_frame(engine, config, start, now), paired, config.balance)
+    problem = problem_from_frame(_ve_frame(engine, config, start, now), paired, config.balance,
+                                 config.consolidate)
+    if config.balance.wants_profile(algorithm):
+        prof = profile.hourly(engine, problem.ves, problem.demand, end=now,
+                              steps=config.balance.profile_steps)
+        problem = replace(problem, profile=prof)
     # Degraded pairs take no new VEs; unhealthy replication forbids a switchover.
     problem = hastate.apply(problem, engine, config, now)
     # The site's placement rules and groups, and each VE's beancounter failures.
