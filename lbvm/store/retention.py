@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,7 @@ LATE_MARGIN = 600.0  # a file committed while the last run read counts as late
 WATERMARK = "rollup_watermark"  # every hour before this has its rollup
 BUILT_AT = "rollup_built_at"  # when the last run started
 RAW_FROM = "raw_complete_from"  # raw samples before this are deleted
+KEYS_PER_QUERY = 500  # series named in one IN list
 MERGED = "merged into hourly rollups"  # spool_files.reason of late files merged (kept longer)
 
 
@@ -215,12 +217,15 @@ def _merge_hour(conn: Connection, hour: float, stop: float) -> int:
             continue
         late = rollup.ve_hours(raw) if key == "ve" else rollup.node_hours(raw)
         names = list(rolled.columns.keys())
-        stored = pd.DataFrame(
-            conn.execute(sa.select(rolled).where(rolled.c.hour == hour)).all(), columns=names
-        )
+        series = late[key].unique().tolist()
+        found: list[Any] = []
+        for first in range(0, len(series), KEYS_PER_QUERY):  # only the rows merged into
+            where = rolled.c.hour == hour, rolled.c[key].in_(series[first : first + KEYS_PER_QUERY])
+            found += conn.execute(sa.select(rolled).where(*where)).all()
+            conn.execute(sa.delete(rolled).where(*where))
+        stored = pd.DataFrame(found, columns=names)
         frame = rollup.merge(stored.astype({c: "float64" for c in names if c not in (key, "node")}),
                              late.astype({"hour": "float64"}), key)  # fmt: skip
-        conn.execute(sa.delete(rolled).where(rolled.c.hour == hour))
         for col in ("samples", "cpu_n"):
             if col in frame:
                 frame[col] = frame[col].astype(np.int64)
