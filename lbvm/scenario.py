@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from algorithms.base import Problem, Settings
-from lbvm.config import BalanceConfig
+from lbvm.config import BalanceConfig, ConsolidateConfig, consolidate_from
 from lbvm.errors import ConfigError, ParseError
 
 __all__ = ["Expect", "Scenario", "load", "load_problem", "parse_size", "problem_from_dict",
@@ -27,8 +27,9 @@ __all__ = ["Expect", "Scenario", "load", "load_problem", "parse_size", "problem_
 GIB = 1024**3
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+_CONSOLIDATE = tuple(f.name for f in fields(ConsolidateConfig))
 _SETTINGS = ("max_utilisation", "failover_overcommit", "weights", "max_moves", "max_bytes",
-             "max_moves_per_node", "min_gain")
+             "max_moves_per_node", "min_gain", *_CONSOLIDATE)
 _TOP = {"name", "description", "algorithm", "resources", "settings", "nodes", "ves", "rules",
         "expect"}
 
@@ -170,6 +171,8 @@ def _settings(raw: Any, where: str, resources: tuple[str, ...]) -> Settings:
     key = f"{where}: settings."
     scalars["max_bytes"] = None if mb is None else int(parse_size(mb, key + "max_bytes"))
     scalars["min_gain"] = _number(data.get("min_gain", base.min_gain), key + "min_gain")
+    cons = consolidate_from({k: data[k] for k in _CONSOLIDATE if k in data}, f"{where}: settings")
+    scalars.update({k: getattr(cons, k) for k in _CONSOLIDATE})
     return Settings(**arrays, **scalars)
 
 
