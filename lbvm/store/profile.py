@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,12 +37,24 @@ def hours(end: float, steps: int) -> np.ndarray:
     return last - PROFILE_STEP * np.arange(steps - 1, -1, -1, dtype=np.float64)
 
 
+def _frame(engine: Engine, query: sa.Select[Any], columns: list[str]) -> pd.DataFrame:
+    """The query's rows as a frame built column by column (from Row objects it is 5x
+    slower); every column but ``ve`` as float64, NULL as NaN."""
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    values = list(zip(*rows, strict=True))
+    return pd.DataFrame({
+        c: (np.array(v, dtype=object) if c == "ve" else np.array(v, dtype=np.float64))
+        for c, v in zip(columns, values, strict=True)})
+
+
 def _rolled(engine: Engine, lo: float, hi: float) -> pd.DataFrame:
     """Hourly p95s from the rollups of hours in [lo, hi)."""
     query = sa.select(ve_rollups.c.ve, ve_rollups.c.hour, ve_rollups.c.cpu_p95,
                       ve_rollups.c.mem_p95).where(ve_rollups.c.hour >= lo, ve_rollups.c.hour < hi)
-    with engine.connect() as conn:
-        return pd.DataFrame(conn.execute(query).all(), columns=COLUMNS)
+    return _frame(engine, query, COLUMNS)
 
 
 def _raw(engine: Engine, lo: float, end: float) -> pd.DataFrame:
@@ -55,16 +68,13 @@ def _raw(engine: Engine, lo: float, end: float) -> pd.DataFrame:
             sa.func.percentile_cont(Q).within_group(s.c.cpu_used),
             sa.func.percentile_cont(Q).within_group(sa.cast(s.c.mem_bytes, sa.Float)),
         ).where(window).group_by(s.c.ve, hour)
-        with engine.connect() as conn:
-            return pd.DataFrame(conn.execute(query).all(), columns=COLUMNS)
+        return _frame(engine, query, COLUMNS)
     query = sa.select(s.c.ve, s.c.ts, s.c.cpu_used, s.c.mem_bytes).where(window)
-    with engine.connect() as conn:
-        frame = pd.DataFrame(conn.execute(query).all(), columns=["ve", "ts", "cpu", "mem"])
+    frame = _frame(engine, query, ["ve", "ts", "cpu", "mem"])
     if frame.empty:
         return pd.DataFrame(columns=COLUMNS)
     frame["hour"] = rollup.hour_of(frame["ts"])
-    out = frame.astype({"cpu": "float64", "mem": "float64"}).groupby(["ve", "hour"])[
-        ["cpu", "mem"]].quantile(Q)
+    out = frame.groupby(["ve", "hour"])[["cpu", "mem"]].quantile(Q)
     return out.reset_index()[COLUMNS]
 
 
