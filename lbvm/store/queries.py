@@ -46,14 +46,10 @@ def _window_samples(engine: Engine, start: float, end: float, cols: list[str]) -
     query = sa.select(*[ve_samples.c[c] for c in cols]).where(
         ve_samples.c.ts > start, ve_samples.c.ts <= end
     )
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    values = list(zip(*rows, strict=True)) if rows else [()] * len(cols)
-    data = {
-        c: (pd.Series(list(v), dtype="float64") if c not in ("ve", "node") else list(v))
-        for c, v in zip(cols, values, strict=True)
-    }
-    return pd.DataFrame(data, columns=cols)
+    with engine.connect() as conn:  # the driver's plain tuples: no Row object per sample
+        rows = conn.execute(query).cursor.fetchall()
+    frame = pd.DataFrame.from_records(rows, columns=cols)
+    return frame.astype({c: "float64" for c in cols if c not in ("ve", "node")})
 
 
 def _failcnt_growth(frame: pd.DataFrame) -> pd.Series:
