@@ -101,6 +101,9 @@ def main() -> None:
     args = ap.parse_args()
     if not args.url:
         ap.error("give --url (or set LBVM_TEST_DATABASE_URL)")
+    url = make_url(args.url)
+    if url.get_backend_name() == "sqlite" and url.database and Path(url.database).exists():
+        ap.error(f"{url.database} exists: the bench loads a new SQLite file, remove it first")
     scoped, schema = scratch_url(args.url)
     tag = schema or "bench_demand"
     if schema:  # name the backends so their CPU time can be read
