@@ -12,10 +12,11 @@ into a new temporary venv, as an operator installs the agent (pip may fetch the 
 backend, setuptools, from the package index or its cache; without it that line is skipped
 with the reason); with --against REV (repeatable), the same production install of git
 revision REV, for before/after figures. `python -c pass` in each gives the machine's own
-start-up cost. --profile prints where one dev run spends its CPU (cProfile, by own time).
+start-up cost. --stages prints where a dev run's CPU goes: the imports once, then each
+stage's median CPU over five calls in one process (warm, so a little under a run's).
 
     .venv/bin/python bench/bench_lblog.py [--ves 500] [--runs 5] [--dev-only] [--against REV]
-                                          [--profile]
+                                          [--stages]
 """
 
 from __future__ import annotations
@@ -76,6 +77,33 @@ code = os.waitstatus_to_exitcode(status)
 if code:
     sys.exit(f"{sys.argv[1]} failed ({code}): {err.decode()}")
 print(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+"""
+
+
+# CPU of a run's stages, in one process: imports once (cold, as a run pays them), then the
+# median of five calls of each stage.
+STAGES = """
+import time  # nothing else before the imports are timed: statistics alone loads re
+start = time.process_time()
+from lblog.cli import main
+imported = time.process_time() - start
+import os, statistics, sys
+from lblog import collect, openvz, spool
+root, out = sys.argv[1:]
+bc_text = open(os.path.join(root, "proc/user_beancounters")).read()
+sample = collect.collect(root, "bench1")
+def cpu(call):
+    times = []
+    for _ in range(5):
+        t = time.process_time()
+        call()
+        times.append(time.process_time() - t)
+    return f"{statistics.median(times) * 1000:5.1f} ms"
+print(f"  imports of lblog.cli (all a run loads): {imported * 1000:5.1f} ms")
+print(f"  collect: {cpu(lambda: collect.collect(root, 'bench1'))}")
+print(f"    of which parse_beancounters: {cpu(lambda: openvz.parse_beancounters(bc_text, 'b'))}")
+print(f"  spool.encode: {cpu(lambda: spool.encode(sample))}")
+print(f"  spool.put (encode, write, fsync, rename): {cpu(lambda: spool.put(out, sample))}")
 """
 
 
@@ -154,7 +182,7 @@ def main() -> int:
     parser.add_argument(
         "--against", metavar="REV", action="append", default=[], help="also time revision REV"
     )
-    parser.add_argument("--profile", action="store_true", help="profile one dev run")
+    parser.add_argument("--stages", action="store_true", help="CPU of a run's stages")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-lblog-") as tmp:
         root, spool = Path(tmp) / "root", Path(tmp) / "spool"
@@ -195,11 +223,10 @@ def main() -> int:
               f"(targets: 50 ms, 25 MB); load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         for name, (ms, cpu, rss) in measure(commands, env, args.runs).items():
             print(f"{name}: median wall {ms:.1f} ms, CPU {cpu:.1f} ms, peak RSS {rss:.1f} MB")
-        if args.profile:
-            lblog = str(Path(sys.executable).parent / "lblog")
-            argv = [sys.executable, "-m", "cProfile", "-s", "tottime", lblog, *common]
+        if args.stages:
+            argv = [sys.executable, "-c", STAGES, str(root), str(Path(tmp) / "stages")]
             out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
-            print("\n".join(out.stdout.splitlines()[:24]))
+            print("dev run, CPU by stage:\n" + out.stdout.rstrip())
         written = len(list((spool / "incoming" / "bench1").glob("*.json")))
         print(f"spool files written: {written}; load average now {os.getloadavg()[0]:.2f}")
     return 0
