@@ -38,16 +38,13 @@ def hours(end: float, steps: int) -> np.ndarray:
 
 
 def _frame(engine: Engine, query: sa.Select[Any], columns: list[str]) -> pd.DataFrame:
-    """The query's rows as a frame built column by column (from Row objects it is 5x
-    slower); every column but ``ve`` as float64, NULL as NaN."""
+    """The query's rows as a frame, every column but ``ve`` float64 (NULL: NaN). The driver's
+    plain tuples go to pandas as they are: building SQLAlchemy Row objects first, and a
+    frame from them, cost 10x the CPU time."""
     with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    if not rows:
-        return pd.DataFrame(columns=columns)
-    values = list(zip(*rows, strict=True))
-    return pd.DataFrame({
-        c: (np.array(v, dtype=object) if c == "ve" else np.array(v, dtype=np.float64))
-        for c, v in zip(columns, values, strict=True)})
+        rows = conn.execute(query).cursor.fetchall()
+    frame = pd.DataFrame.from_records(rows, columns=columns)
+    return frame.astype({c: "float64" for c in columns if c != "ve"})
 
 
 def _rolled(engine: Engine, lo: float, hi: float) -> pd.DataFrame:
