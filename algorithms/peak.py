@@ -29,7 +29,8 @@ from typing import ClassVar
 import numpy as np
 
 from algorithms.base import Plan, Problem
-from algorithms.common import inverse_capacity, node_sums, profile_of, repair_then
+from algorithms.common import inverse_capacity, node_sums, profile_of
+from algorithms.rerun import settled_plan
 from algorithms.state import Pick, State
 
 K_HOT = 8  # hottest nodes tried per round
@@ -46,7 +47,16 @@ class Peak:
     )
 
     def plan(self, problem: Problem) -> Plan:
-        return repair_then(self.name, problem, _flatten)
+        return settled_plan(self.name, problem, _flatten,
+                            lambda new, old: _peak(new, problem) <= _peak(old, problem) + 1e-6)
+
+
+def _peak(st: State, problem: Problem) -> float:
+    """The hottest node's peak of the summed profile in ``st``'s placement."""
+    use = st.w > 0
+    prof = profile_of(problem)[:, :, use]
+    util = node_sums(prof, st.placement, st.n) * inverse_capacity(problem)[:, None, use]
+    return float(util.max(initial=0.0))
 
 
 def _flatten(st: State, problem: Problem) -> list[str]:

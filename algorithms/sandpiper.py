@@ -27,7 +27,8 @@ from typing import ClassVar
 import numpy as np
 
 from algorithms.base import Plan, Problem
-from algorithms.common import inverse_capacity, node_sums, profile_of, repair_then
+from algorithms.common import inverse_capacity, node_sums, profile_of
+from algorithms.rerun import settled_plan
 from algorithms.state import Pick, State
 
 HOT_SHARE = 0.85  # hot level: this share of max_utilisation
@@ -46,7 +47,15 @@ class Sandpiper:
     )
 
     def plan(self, problem: Problem) -> Plan:
-        return repair_then(self.name, problem, _relieve)
+        return settled_plan(self.name, problem, _relieve,
+                            lambda new, old: _hot(new, problem) <= _hot(old, problem))
+
+
+def _hot(st: State, problem: Problem) -> int:
+    """How many nodes are hot in ``st``'s placement."""
+    util = node_sums(profile_of(problem), st.placement, st.n) * inverse_capacity(problem)[:, None]
+    level = (HOT_SHARE * np.asarray(problem.settings.max_utilisation)).astype(np.float32)
+    return int(hot(util, level).sum())
 
 
 def hot(util: np.ndarray, level: np.ndarray) -> np.ndarray:

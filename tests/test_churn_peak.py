@@ -1,0 +1,46 @@
+"""Repeated ``peak`` and ``sandpiper`` runs: a second run on a plan's own result plans
+nothing and never sends a VE back (issue 4), on examples the property suite found."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from test_algorithms_contract import apply, random_problem
+
+from algorithms import registry
+from lbvm.validate import validate
+
+# (algorithm, random_problem arguments): clusters where a second run used to move a VE back
+EXAMPLES = {
+    # an evacuation stuck for room in the first plan went ahead in the second, which then
+    # took back the move that had made the room
+    "peak-evacuee-blocked": ("peak", {"seed": 127, "n_nodes": 4, "n_ves": 9, "groups": True,
+                                      "lone": 3, "pinned": 0.0, "ruled": 0.5}),
+    "peak-switchover-undone": ("peak", {"seed": 127, "n_nodes": 6, "n_ves": 56, "lone": 1,
+                                        "pinned": 0.0, "ruled": 0.5}),
+    # the property suite's example: a pass of evacuations left two VEs stuck for room
+    "peak-property-127": ("peak", {"seed": 127, "n_nodes": 3, "n_ves": 41, "pinned": 0.0,
+                                   "ruled": 0.5}),
+    "sandpiper-property-127": ("sandpiper", {"seed": 127, "n_nodes": 3, "n_ves": 41,
+                                             "pinned": 0.0, "ruled": 0.5}),
+}
+
+
+@pytest.mark.parametrize("case", list(EXAMPLES))
+def test_second_run_plans_nothing(case: str) -> None:
+    name, args = EXAMPLES[case]
+    algorithm = registry.load(name)
+    problem = random_problem(**args)  # type: ignore[arg-type]
+    plan = algorithm.plan(problem)
+    assert plan.moves and validate(problem, plan) == []
+    again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
+    assert again.moves == (), [(m.ve, m.src, m.dst, m.reason) for m in again.moves]
+
+
+def test_peak_makes_the_evacuation_its_flattening_made_room_for() -> None:
+    problem = random_problem(127, 4, 9, groups=True, lone=3, pinned=0.0, ruled=0.5)
+    plan = registry.load("peak").plan(problem)
+    evacuated = {m.ve for m in plan.moves if m.reason.startswith("rules forbid")}
+    assert "ve8" in evacuated
+    assert any("made room for" in note for note in plan.notes)
