@@ -11,7 +11,11 @@ What it needs: ``profile[V, T, R]`` (e.g. 288 five-minute steps or 24 hourly p95
 one the demand is a single step and ``peak`` balances the most utilised node), ``capacity``,
 ``placement``, ``pair`` and the rules. Capacity and failover are checked on ``demand`` like
 every plan (the validator's contract); evacuations and repairs come first, as in
-``balance``. Each VE moves at most once (a better target replaces its move).
+``balance``, and are tried again after its moves while those made room for one
+(``algorithms.rerun``). Each VE moves at most once (a better target replaces its move). Up
+to 16 nodes and 2,000 VEs × nodes the plan is settled: planned again on its own result and
+made straight to where that settles, kept when its hottest node is no hotter, so a second
+run on the result plans nothing.
 
 Limits: greedy on the ``K_HOT`` hottest nodes against the ``M_DST`` coolest targets per
 round, so a move to a warm node that only a full N × N search would find can be missed; the
@@ -19,7 +23,8 @@ profile is held in float32.
 
 Cost in V, N, T (R resources, v̄ VEs per node): O(V·T·R) to sum the node profiles once, then
 per round O(K_HOT · v̄ · M_DST · T · R) to score candidates and O(T·R) to update the two
-nodes of a move; memory O(N·T·R) beyond the profile.
+nodes of a move; memory O(N·T·R) beyond the profile. Settling a small cluster's plan runs
+it up to three times more.
 """
 
 from __future__ import annotations
