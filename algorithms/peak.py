@@ -13,7 +13,7 @@ one the demand is a single step and ``peak`` balances the most utilised node), `
 every plan (the validator's contract); evacuations and repairs come first, as in
 ``balance``, and are tried again after its moves while those made room for one
 (``algorithms.rerun``). Each VE moves at most once (a better target replaces its move). Up
-to 16 nodes and 2,000 VEs × nodes the plan is settled: planned again on its own result and
+to a million VEs × nodes the plan is settled: planned again on its own result and
 made straight to where that settles, kept when its hottest node is no hotter, so a second
 run on the result plans nothing.
 

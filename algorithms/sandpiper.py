@@ -12,8 +12,8 @@ What it needs: ``profile[V, T, R]`` (without one the demand is a single step: k-
 becomes "over the level now"), ``capacity``, ``placement``, ``pair``, the rules. Moves are
 checked like every plan (capacity on ``demand``, failover, rules, budget); evacuations and
 repairs come first, as in ``balance``, and are tried again after its moves while those made
-room for one (``algorithms.rerun``). Each VE moves at most once; up to 16 nodes and 2,000
-VEs × nodes the plan is settled (planned again on its own result and made straight to where
+room for one (``algorithms.rerun``). Each VE moves at most once; up to a million VEs × nodes
+the plan is settled (planned again on its own result and made straight to where
 that settles, kept when no more nodes are hot), so a second run on the result plans nothing.
 
 Limits: it only reacts to hot nodes, so a cluster without one gets no moves even when it is

@@ -9,6 +9,8 @@ import pytest
 from test_algorithms_contract import apply, random_problem
 
 from algorithms import registry
+from algorithms.peak import Peak
+from lbvm.scenario import synthetic
 from lbvm.validate import validate
 
 # (algorithm, random_problem arguments): clusters where a second run used to move a VE back
@@ -44,3 +46,15 @@ def test_peak_makes_the_evacuation_its_flattening_made_room_for() -> None:
     evacuated = {m.ve for m in plan.moves if m.reason.startswith("rules forbid")}
     assert "ve8" in evacuated
     assert any("made room for" in note for note in plan.notes)
+
+
+def test_peak_settles_a_cluster_beyond_balances_settling_size() -> None:
+    """18 nodes: moves the first plan priced as migrations (from where each VE started)
+    were switchovers from where it left them, so a second run made four."""
+    problem = synthetic(18, 100, 1094, pinned_share=0.1)
+    problem = replace(problem, settings=replace(problem.settings, max_moves=None,
+                                                min_gain=0.02))
+    plan = Peak().plan(problem)
+    assert plan.moves and validate(problem, plan) == []
+    again = Peak().plan(replace(problem, placement=apply(problem, plan)))
+    assert again.moves == ()
