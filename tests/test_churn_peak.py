@@ -12,7 +12,10 @@ from hypothesis import strategies as st
 from test_algorithms_contract import apply, random_problem
 
 from algorithms import registry
+from algorithms.base import Problem
+from algorithms.common import inverse_capacity, node_sums, profile_of
 from algorithms.peak import Peak
+from algorithms.sandpiper import HOT_SHARE, hot
 from lbvm.scenario import synthetic
 from lbvm.validate import validate
 
@@ -63,6 +66,26 @@ def test_peak_settles_a_cluster_beyond_balances_settling_size() -> None:
     assert again.moves == ()
 
 
+def daily(problem: Problem, seed: int, scale: float = 1.0) -> Problem:
+    """``problem`` with a daily profile per VE: its demand scaled by a bump at one of four
+    hours (``scale`` > 1 makes nodes hot for sandpiper)."""
+    rng = np.random.default_rng(seed)
+    hour = rng.choice(np.array([3.0, 9.0, 15.0, 21.0]), problem.n_ves)
+    level = 0.3 + 0.7 * np.exp(-0.5 * ((np.arange(24)[None] - hour[:, None]) / 2.0) ** 2)
+    profile = np.asarray(problem.demand)[:, None, :] * level[:, :, None] * scale
+    return replace(problem, profile=profile.astype(np.float32))
+
+
+def aim(name: str, problem: Problem, where: np.ndarray) -> float:
+    """What the algorithm lowers: the hottest summed-profile peak, or the hot nodes."""
+    util = node_sums(profile_of(problem), where, problem.n_nodes)
+    util *= inverse_capacity(problem)[:, None, :]
+    if name == "peak":
+        return float(util.max(initial=0.0))
+    level = (HOT_SHARE * np.asarray(problem.settings.max_utilisation)).astype(np.float32)
+    return float(hot(util, level).sum())
+
+
 @given(seed=st.integers(0, 2**16), n_nodes=st.integers(2, 24), per_node=st.integers(0, 8),
        groups=st.booleans(), ruled=st.sampled_from([0.0, 0.5]), maintenance=st.integers(0, 1),
        lone=st.integers(0, 2), scale=st.sampled_from([1.0, 2.5]))
@@ -70,21 +93,33 @@ def test_peak_settles_a_cluster_beyond_balances_settling_size() -> None:
 def test_second_run_on_daily_profiles(seed: int, n_nodes: int, per_node: int, groups: bool,
                                       ruled: float, maintenance: int, lone: int,
                                       scale: float) -> None:
-    """The property suite's clusters have no profile; these give each VE a daily bump at
-    one of four hours (``scale`` 2.5 makes nodes hot for sandpiper)."""
-    problem = random_problem(seed, n_nodes, n_nodes * per_node, pinned=0.1, groups=groups,
-                             ruled=ruled, maintenance=maintenance, lone=lone)
-    rng = np.random.default_rng(seed)
-    hour = rng.choice(np.array([3.0, 9.0, 15.0, 21.0]), problem.n_ves)
-    level = 0.3 + 0.7 * np.exp(-0.5 * ((np.arange(24)[None] - hour[:, None]) / 2.0) ** 2)
-    profile = np.asarray(problem.demand)[:, None, :] * level[:, :, None] * scale
-    problem = replace(problem, profile=profile.astype(np.float32))
+    """The property suite's clusters have no profile; these have daily ones."""
+    problem = daily(random_problem(seed, n_nodes, n_nodes * per_node, pinned=0.1,
+                                   groups=groups, ruled=ruled, maintenance=maintenance,
+                                   lone=lone), seed, scale)
     for name in ("peak", "sandpiper"):
         algorithm = registry.load(name)
         plan = algorithm.plan(problem)
         assert validate(problem, plan) == [], name
-        again = algorithm.plan(replace(problem, placement=apply(problem, plan)))
+        where = apply(problem, plan)
+        again = algorithm.plan(replace(problem, placement=where))
         left = {(m.ve, m.src) for m in plan.moves}
         assert not {(m.ve, m.dst) for m in again.moves} & left, name
-        # anti-affinity peers trading pairs need a third pair between: a swap may be left
-        assert len(again.moves) <= 2, (name, [(m.ve, m.src, m.dst) for m in again.moves])
+        if len(again.moves) > max(2, len(plan.moves) // 4):
+            # only real progress that one move per VE could not make (see below)
+            later = apply(replace(problem, placement=where), again)
+            assert aim(name, problem, later) < aim(name, problem, where), name
+
+
+def test_peak_second_run_may_finish_a_swap_of_anti_affinity_peers() -> None:
+    """A known limit of settling: the runs take two anti-affinity peers to each other's
+    pair by way of a node outside pairs, which no order of one move each can do; the
+    second run then lowers the hottest peak further (0.12 → 0.09), moving none back."""
+    problem = daily(random_problem(137, 7, 35, pinned=0.1, groups=True, maintenance=1,
+                                   lone=1), 137)
+    plan = Peak().plan(problem)
+    where = apply(problem, plan)
+    again = Peak().plan(replace(problem, placement=where))
+    assert not {(m.ve, m.dst) for m in again.moves} & {(m.ve, m.src) for m in plan.moves}
+    later = apply(replace(problem, placement=where), again)
+    assert aim("peak", problem, later) < aim("peak", problem, where) - 0.02
