@@ -92,11 +92,12 @@ def test_window_demand_statistics_match_numpy(store: Engine) -> None:
     assert empty.empty and list(empty.columns) == ["cpu", "mem"]
 
 
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
+)
 def test_window_demand_reads_the_index_alone_on_postgresql(store: Engine) -> None:
     """Once vacuumed, PostgreSQL answers window_demand from the (ve, ts) index, which
     carries cpu_used and mem_bytes: no heap page is read per sample."""
-    if store.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's index-only scans")
     names, n = [f"ve{i:03d}" for i in range(200)], 200  # stored in time order, as ingested
     _fill(store, pd.DataFrame({
         "ve": np.tile(names, n), "node": "n1", "ts": np.repeat(np.arange(n) * 300.0, 200),
