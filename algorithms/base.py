@@ -6,6 +6,7 @@ frozen so an algorithm cannot change the problem it was given.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol, runtime_checkable
 
@@ -100,6 +101,15 @@ class Problem:
     @property
     def n_nodes(self) -> int:
         return len(self.nodes)
+
+    def placement_after(self, moves: Iterable[Move]) -> np.ndarray:
+        """The placement [V] once ``moves`` are made, in order."""
+        where = self.placement.copy()
+        index = {v: i for i, v in enumerate(self.ves)}
+        nodes = {n: i for i, n in enumerate(self.nodes)}
+        for m in moves:
+            where[index[m.ve]] = nodes[m.dst]
+        return where
 
     def load(self, placement: np.ndarray | None = None) -> np.ndarray:
         """Per-node load [N, R] for a placement (default: the current one)."""

@@ -52,11 +52,7 @@ def main() -> None:
     reasons = validate(problem, plan)
     validate_s = time.perf_counter() - t
 
-    index = {v: i for i, v in enumerate(problem.ves)}
-    nodes = {n: i for i, n in enumerate(problem.nodes)}
-    after = problem.placement.copy()
-    for m in plan.moves:
-        after[index[m.ve]] = nodes[m.dst]
+    after = problem.placement_after(plan.moves)
     before_std = problem.utilisation().std(axis=0)
     after_std = problem.utilisation(after).std(axis=0)
     moved = len({m.ve for m in plan.moves})

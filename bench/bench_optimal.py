@@ -32,12 +32,7 @@ from lbvm.validate import validate
 
 def after(problem: Problem, plan: Plan) -> np.ndarray:
     """The placement [V] the plan leaves."""
-    where = problem.placement.copy()
-    index = {v: i for i, v in enumerate(problem.ves)}
-    nodes = {n: i for i, n in enumerate(problem.nodes)}
-    for m in plan.moves:
-        where[index[m.ve]] = nodes[m.dst]
-    return where
+    return problem.placement_after(plan.moves)
 
 
 def peak(problem: Problem, plan: Plan) -> float:

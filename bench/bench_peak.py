@@ -66,11 +66,7 @@ def main() -> None:
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     reasons = validate(problem, plan)
 
-    index = {v: i for i, v in enumerate(problem.ves)}
-    nodes = {n: i for i, n in enumerate(problem.nodes)}
-    after = problem.placement.copy()
-    for m in plan.moves:
-        after[index[m.ve]] = nodes[m.dst]
+    after = problem.placement_after(plan.moves)
     assert problem.profile is not None
     prof = np.asarray(problem.profile, dtype=np.float32)
     inv = inverse_capacity(problem)[:, None, :]

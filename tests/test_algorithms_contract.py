@@ -72,12 +72,7 @@ def random_problem(seed: int, n_nodes: int = 12, n_ves: int = 120, *, pinned: fl
 
 
 def apply(problem: Problem, plan: Plan) -> np.ndarray:
-    where = problem.placement.copy()
-    index = {v: i for i, v in enumerate(problem.ves)}
-    nodes = {n: i for i, n in enumerate(problem.nodes)}
-    for m in plan.moves:
-        where[index[m.ve]] = nodes[m.dst]
-    return where
+    return problem.placement_after(plan.moves)
 
 
 @pytest.fixture(params=ALGORITHMS)

@@ -33,10 +33,7 @@ def nodes(*names: str, cpu: float = 16, mem: str = "64G") -> list[dict[str, Any]
 
 
 def after(problem: Problem, plan: Plan) -> np.ndarray:
-    where = problem.placement.copy()
-    for m in plan.moves:
-        where[problem.ves.index(m.ve)] = problem.nodes.index(m.dst)
-    return where
+    return problem.placement_after(plan.moves)
 
 
 def peaks(problem: Problem, where: np.ndarray) -> np.ndarray:

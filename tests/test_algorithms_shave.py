@@ -26,12 +26,7 @@ def two_nodes(mem: dict[str, list[int]], **settings: Any) -> Problem:
 
 
 def after(problem: Problem, plan: Plan) -> np.ndarray:
-    where = problem.placement.copy()
-    index = {v: i for i, v in enumerate(problem.ves)}
-    nodes = {n: i for i, n in enumerate(problem.nodes)}
-    for m in plan.moves:
-        where[index[m.ve]] = nodes[m.dst]
-    return where
+    return problem.placement_after(plan.moves)
 
 
 def peak(problem: Problem, placement: np.ndarray | None = None) -> float:
