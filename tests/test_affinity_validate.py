@@ -9,40 +9,20 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from fournodes import move, plan_of
+from fournodes import problem as four_nodes
 
-from algorithms.base import Move, Plan, Problem, Settings
+from algorithms.base import Problem
 from lbvm.automation import apply_threshold, decide
 from lbvm.validate import units, validate
-
-NODES = ("n1", "n2", "n3", "n4")
 
 
 def problem(cpu: dict[str, float], where: dict[str, str], group: tuple[str, ...] = ("g1", "g2"),
             **kw: object) -> Problem:
-    names = tuple(sorted(cpu))
-    settings = Settings(max_utilisation=np.array([0.9, 0.9]),
-                        failover_overcommit=np.array([2.0, 2.0]), weights=np.array([1.0, 0.0]),
-                        max_moves=None)
-    base = Problem(
-        ves=names, nodes=NODES, resources=("cpu", "mem"),
-        demand=np.array([[cpu[v], 0.1] for v in names]),
-        capacity=np.full((4, 2), 10.0),
-        placement=np.array([NODES.index(where[v]) for v in names]),
-        pair=np.array([0, 0, 1, 1]), movable=np.ones(len(names), bool),
-        allowed=np.ones((len(names), 4), bool), move_cost=np.zeros((len(names), 2)),
-        settings=settings,
-        affinity=np.array([0 if v in group else -1 for v in names]),
-    )  # fmt: skip
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def move(ve: str, src: str, dst: str) -> Move:
-    same = (NODES.index(src) < 2) == (NODES.index(dst) < 2)
-    return Move(ve, src, dst, "switchover" if same else "migrate")
-
-
-def plan_of(*moves: Move) -> Plan:
-    return Plan("test", moves, 0.0, 0.0)
+    """The four-node cluster with ``group`` as one affinity group and no move budget."""
+    base = four_nodes(cpu, where, **kw)
+    return replace(base, settings=replace(base.settings, max_moves=None),
+                   affinity=np.array([0 if v in group else -1 for v in base.ves]))
 
 
 BASE = problem({"g1": 2, "g2": 3, "x": 1}, {"g1": "n1", "g2": "n1", "x": "n2"})

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
+from fournodes import move, plan_of, problem
 
-from algorithms.base import Move, Plan, Problem, Settings
 from lbvm.automation import (
     apply_threshold,
     cooldown_mask,
@@ -24,34 +24,6 @@ from lbvm.automation import (
 from lbvm.store.engine import connect
 from lbvm.store.schema import ves
 from lbvm.validate import validate
-
-NODES = ("n1", "n2", "n3", "n4")  # pairs: n1+n2, n3+n4; 10 cores and 10 GiB-ish each
-
-
-def problem(cpu: dict[str, float], where: dict[str, str], **kw: object) -> Problem:
-    """VEs with these cpu demands on these nodes (memory 0.1 each); kw replaces fields."""
-    names = tuple(sorted(cpu))
-    settings = Settings(max_utilisation=np.array([0.9, 0.9]),
-                        failover_overcommit=np.array([2.0, 2.0]), weights=np.array([1.0, 0.0]))
-    base = Problem(
-        ves=names, nodes=NODES, resources=("cpu", "mem"),
-        demand=np.array([[cpu[v], 0.1] for v in names]),
-        capacity=np.full((4, 2), 10.0),
-        placement=np.array([NODES.index(where[v]) for v in names]),
-        pair=np.array([0, 0, 1, 1]), movable=np.ones(len(names), bool),
-        allowed=np.ones((len(names), 4), bool), move_cost=np.zeros((len(names), 2)),
-        settings=settings,
-    )  # fmt: skip
-    return replace(base, **kw)  # type: ignore[arg-type]
-
-
-def move(ve: str, src: str, dst: str) -> Move:
-    same = (NODES.index(src) < 2) == (NODES.index(dst) < 2)
-    return Move(ve, src, dst, "switchover" if same else "migrate")
-
-
-def plan_of(*moves: Move) -> Plan:
-    return Plan("test", moves, 0.0, 0.0)
 
 
 def test_threshold_maps_to_multiples_of_min_gain() -> None:
