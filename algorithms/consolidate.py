@@ -23,17 +23,17 @@ node of an unused unit. The demand statistic then only needs to say what a VE us
 
 What it needs: ``demand``, ``capacity``, ``placement``, ``pair`` and the rules; ``profile``
 if given. Units with a VE that cannot leave (pinned, in an affinity group, rules) are kept.
-Evacuations and repairs come first, as in ``balance``, onto units that already carry VEs
-when they can; only for what is left are powered-down units switched on, one, then two,
-four, ... at a time, those most of the waiting VEs may go to first. Emptying a unit can make
-room for an evacuation that was stuck; evacuating and packing then run again (at most
-``ROUNDS`` times). When a VE the plan already moved keeps a unit from being emptied (each VE
-moves once per plan), or a move budget cut the plan short, the plan is made again on its own
-result (without the budget) until nothing is left and each VE goes straight where it
-settles (``algorithms.settle``), as far as the budget goes, so a second run on the result
-has nothing (or only the rest) to do and never sends a VE back. The moves are then ordered
-in waves over different units (``algorithms.waves``), so an executor running several at
-once is not held up by chains.
+Evacuations and repairs come first, as in ``balance`` (an affinity group as a unit), onto
+units that already carry VEs when they can; only for what is left are powered-down units
+switched on, one, then two, four, ... at a time, those most of the waiting VEs may go to
+first. Emptying a unit can make room for an evacuation that was stuck; evacuating and
+packing then run again (at most ``ROUNDS`` times). When a VE the plan already moved keeps a
+unit from being emptied (each VE moves once per plan), or a move budget cut the plan short,
+the plan is made again on its own result (without the budget) until nothing is left and
+each VE goes straight where it settles (``algorithms.settle``), as far as the budget goes,
+so a second run on the result has nothing (or only the rest) to do and never sends a VE
+back. The moves are then ordered in waves over different units (``algorithms.waves``), so
+an executor running several at once is not held up by chains.
 
 Limits: greedy (best-fit decreasing is within 11/9 of the fewest bins for one resource, no
 such bound for several); it does not balance the units it keeps — run ``balance`` after.
@@ -54,6 +54,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from algorithms import groups
 from algorithms.balance import mandatory
 from algorithms.base import Plan, Problem
 from algorithms.common import finish
@@ -173,14 +174,14 @@ def _restricted(st: State, in_use: np.ndarray) -> list[str]:
 def _waiting(st: State) -> np.ndarray:
     """[V] bool: VEs a mandatory pass would still move (free and not moved yet): on a
     maintenance or forbidden node, crowding an anti-affinity peer, on a node over its limit
-    or in a pair that cannot fail over."""
+    or in a pair that cannot fail over; and the members of affinity groups that must move."""
     here = st.placement
     must = st.maint[here] | ~st.allowed[np.arange(len(here)), here]
     must |= anti_crowded(replace(st.p, placement=here))
     over_node = ((st.load - st.limit) * st.inv_limit).max(axis=1) > 1e-9
     over_pair = ((st.pload - st.plim_f) * st.inv_plim).max(axis=1, initial=-np.inf) > 1e-9
     must |= over_node[here] | np.r_[over_pair, False][st.pair[here]]  # -1: outside pairs
-    return must & st.free & ~st.moved
+    return (must & st.free & ~st.moved) | groups.waiting(st)
 
 
 def _wake(st: State, in_use: np.ndarray, waiting: np.ndarray, k: int) -> np.ndarray:

@@ -182,6 +182,18 @@ def must_move(st: State) -> np.ndarray:
     return out
 
 
+def waiting(st: State) -> np.ndarray:
+    """[V] bool: members of the groups a mandatory pass would still move (``must_move``, not
+    moved yet); a group with a pinned member is left out, as it gathers only where that
+    member is."""
+    out = np.zeros(len(st.placement), dtype=bool)
+    pinned = ~np.asarray(st.p.movable, dtype=bool)
+    for g in np.flatnonzero(must_move(st) & ~_moved(st)):
+        mem = st.groups[g]
+        out[mem] = not pinned[mem].any()
+    return out
+
+
 def evacuate(st: State) -> tuple[int, list[str], bool]:
     """Make the mandatory group moves, biggest group first. Returns the moves made, notes on
     the groups that stay, and whether the move budget ran out."""
